@@ -1,0 +1,3 @@
+"""Prometheus exporter for WhatsApp Business conversation analytics (Splashify partner API)."""
+
+__version__ = "0.1.0"
