@@ -85,6 +85,5 @@ def waba_path(api_version: str, waba_id: str) -> str:
 def customer_path(customer_id: str) -> str:
     """The partner route for a customer (answers with the customer's WABA `id`)."""
     return (
-        f"/api/v1/partner/customers/{quote(customer_id, safe='')}"
-        "/whatsapp/analytics/conversations"
+        f"/api/v1/partner/customers/{quote(customer_id, safe='')}/whatsapp/analytics/conversations"
     )

@@ -1,0 +1,166 @@
+"""Command line: parse flags, load the config, then run once, check, or serve until a signal."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+from exporter import __version__
+from exporter.config import Config, ConfigError, WebConfig, load_config, parse_listen_address
+
+log = logging.getLogger("exporter")
+
+EXIT_OK, EXIT_POLL_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="whatsapp-exporter",
+        description="Prometheus exporter for WhatsApp Business conversation analytics "
+        "(Splashify partner API).",
+    )
+    parser.add_argument(
+        "--config",
+        default=os.environ.get("WHATSAPP_EXPORTER_CONFIG", "config.yaml"),
+        help="YAML config file (default: $WHATSAPP_EXPORTER_CONFIG or config.yaml)",
+    )
+    parser.add_argument(
+        "--web.listen-address",
+        dest="listen_address",
+        metavar="HOST:PORT",
+        help="address for /metrics; overrides web.listen_address (default 0.0.0.0:9477)",
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--once",
+        action="store_true",
+        help="poll every target once, print the metrics, exit 0 if all succeeded",
+    )
+    mode.add_argument(
+        "--check-config",
+        action="store_true",
+        help="validate the config, print a one-line verdict, exit 0 or 2",
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="run against the built-in simulated Splashify API (no config, no key)",
+    )
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    parser.add_argument("--log-format", default="text", choices=["text", "json"])
+    parser.add_argument("--version", action="version", version=f"whatsapp-exporter {__version__}")
+    return parser
+
+
+def _fail(message: str) -> int:
+    print(f"whatsapp-exporter: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    listen_override = None
+    if args.listen_address is not None:
+        try:
+            listen_override = parse_listen_address(args.listen_address)
+        except ValueError as error:
+            return _fail(f"--web.listen-address: {error}")
+
+    simulator = None
+    if args.demo:
+        # Imported here: the simulator is not needed to run against the real API.
+        from exporter.demo import demo_config, start_demo_simulator
+
+        simulator = start_demo_simulator()
+        config = demo_config(simulator, listen_override or WebConfig().listen_address)
+    else:
+        try:
+            config = load_config(args.config)
+        except ConfigError as error:
+            if args.check_config:
+                print(f"config error: {error}", file=sys.stderr)
+                return EXIT_USAGE
+            return _fail(f"config error: {error}")
+        if listen_override is not None:
+            config = dataclasses.replace(config, web=WebConfig(listen_address=listen_override))
+
+    if args.check_config:
+        print(f"config OK: {_summary(config)}")
+        return EXIT_OK
+
+    from exporter.logs import configure_logging
+
+    configure_logging(args.log_level, args.log_format, [config.splashify.api_key.reveal()])
+    try:
+        if args.once:
+            return _run_once(config)
+        return _serve(config)
+    finally:
+        if simulator is not None:
+            simulator.stop()
+
+
+def _summary(config: Config) -> str:
+    names = ", ".join(t.name for t in config.targets)
+    return (
+        f"{len(config.targets)} target(s) ({names}); poll every {config.poll.interval:g}s, "
+        f"lookback {config.poll.lookback:g}s, delay {config.poll.delay:g}s; "
+        f"dimensions {', '.join(config.dimensions) or 'none'}"
+    )
+
+
+def _run_once(config: Config) -> int:
+    from exporter.app import Exporter
+
+    exporter = Exporter(config)
+    succeeded = exporter.poll_all_once()
+    sys.stdout.write(exporter.exposition().decode())
+    return EXIT_OK if succeeded else EXIT_POLL_FAILED
+
+
+def _serve(config: Config) -> int:
+    from exporter.app import Exporter
+    from exporter.scheduler import start_scheduler
+    from exporter.web import landing_page, make_app, start_http_server
+
+    exporter = Exporter(config)
+    address = config.web.listen_address
+    app = make_app(
+        exporter.registry, exporter.is_ready, landing_page(t.name for t in config.targets)
+    )
+    try:
+        server = start_http_server(address, app)
+    except OSError as error:
+        return _fail(f"web.listen_address: cannot listen on {address}: {error.strerror}")
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    scheduler = start_scheduler(
+        exporter.pollers, config.poll.interval, config.splashify.max_concurrency
+    )
+    log.info(
+        "listening on %s, polling %d target(s) every %gs",
+        address,
+        len(config.targets),
+        config.poll.interval,
+    )
+    while not stop.wait(1.0):
+        pass
+    exporter.stopping.set()
+    scheduler.shutdown(wait=False)
+    server.shutdown()
+    server.server_close()
+    return EXIT_OK

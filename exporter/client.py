@@ -1,0 +1,170 @@
+"""The Splashify HTTP client: one `conversation_analytics` request, retried within bounds.
+
+This is where a request is sent, where its answer is classified into a typed error, and where
+it is retried. The retry policy itself (`retry_delay`) is a pure function.
+
+Why a hand-written loop rather than urllib3's `Retry`: the retry decision needs the decoded
+body (Graph rate limits arrive as HTTP 400 with a code inside), every attempt must be counted
+in `whatsapp_exporter_api_requests_total`, and the whole poll has a deadline. urllib3's `Retry`
+sees only the status line and hides the intermediate attempts.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import requests
+
+from exporter import __version__
+from exporter.config import SplashifyConfig, Target
+from exporter.errors import (
+    BadResponse,
+    ConnectionFailed,
+    RateLimited,
+    Timeout,
+    UpstreamError,
+    classify,
+)
+from exporter.query import AnalyticsQuery, build_fields, customer_path, waba_path
+from exporter.ratelimit import RequestLimiter
+
+ResponseHook = Callable[[str, str], None]
+"""Called with (target name, HTTP status or "error") after every attempt."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_retries: int
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a `Retry-After` header (delta-seconds or an HTTP date)."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is always GMT; a naive one is malformed but readable
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def retry_delay(
+    policy: RetryPolicy, retry_number: int, error: UpstreamError, jitter: float
+) -> float:
+    """How long to wait before retry number `retry_number` (0-based).
+
+    The upstream's `Retry-After` wins when it sent one; otherwise exponential backoff with full
+    jitter (`jitter` in [0, 1)), so that many targets failing together do not retry together.
+    """
+    if isinstance(error, RateLimited) and error.retry_after is not None:
+        return error.retry_after
+    return jitter * min(policy.max_delay, policy.base_delay * 2**retry_number)
+
+
+class SplashifyClient:
+    """Fetches one target's analytics; safe to share between poller threads."""
+
+    def __init__(
+        self,
+        config: SplashifyConfig,
+        limiter: RequestLimiter,
+        *,
+        on_response: ResponseHook = lambda target, code: None,
+        sleep: Callable[[float], object] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        jitter: Callable[[], float] = random.random,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self._config = config
+        self._limiter = limiter
+        self._on_response = on_response
+        self._monotonic = monotonic
+        self._wall_clock = wall_clock
+        self._jitter = jitter
+        self._stop = stop or threading.Event()
+        # Waiting on the stop event makes a backoff end at once on shutdown.
+        self._sleep = sleep or self._stop.wait
+        self._policy = RetryPolicy(max_retries=config.max_retries)
+        # requests.Session is not documented as thread-safe: one per poller thread.
+        self._local = threading.local()
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.headers["User-Agent"] = f"whatsapp-exporter/{__version__}"
+            self._local.session = session
+        return session
+
+    def url_for(self, target: Target) -> str:
+        if target.waba_id is not None:
+            path = waba_path(self._config.api_version, target.waba_id)
+        else:
+            path = customer_path(str(target.customer_id))
+        return self._config.base_url + path
+
+    def fetch(self, target: Target, query: AnalyticsQuery, deadline: float) -> object:
+        """The decoded JSON answer, or a typed `UpstreamError` once retries are spent.
+
+        `deadline` (monotonic seconds) bounds the whole call, retries included: a retry that
+        could not start before it is not attempted.
+        """
+        url = self.url_for(target)
+        params = {"fields": build_fields(query)}
+        retry_number = 0
+        while True:
+            try:
+                return self._attempt(target, url, params)
+            except UpstreamError as error:
+                if not error.retryable or retry_number >= self._policy.max_retries:
+                    raise
+                delay = retry_delay(self._policy, retry_number, error, self._jitter())
+                if self._monotonic() + delay >= deadline or self._stop.is_set():
+                    raise
+                self._sleep(delay)
+                if self._stop.is_set():  # shutting down: do not start another attempt
+                    raise
+                retry_number += 1
+
+    def _attempt(self, target: Target, url: str, params: dict[str, str]) -> object:
+        headers = {"Authorization": f"Bearer {self._config.api_key.reveal()}"}
+        with self._limiter.request():
+            try:
+                response = self._session().get(
+                    url, params=params, headers=headers, timeout=self._config.timeout
+                )
+            except requests.Timeout:
+                self._on_response(target.name, "error")
+                raise Timeout(f"no answer within {self._config.timeout:g}s") from None
+            except requests.RequestException as exc:
+                self._on_response(target.name, "error")
+                # The exception text names host and port, never the Authorization header.
+                raise ConnectionFailed(f"{type(exc).__name__}: {exc}") from None
+        self._on_response(target.name, str(response.status_code))
+        try:
+            body: object = response.json()
+        except ValueError:
+            body = None
+        error = classify(response.status_code, body)
+        if error is not None:
+            if isinstance(error, RateLimited):
+                error.retry_after = parse_retry_after(
+                    response.headers.get("Retry-After"), self._wall_clock()
+                )
+            raise error
+        if body is None:
+            raise BadResponse(f"HTTP {response.status_code} answer is not valid JSON")
+        return body

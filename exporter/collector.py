@@ -1,0 +1,133 @@
+"""The custom collector: fresh metric families from the current snapshots on every scrape.
+
+This is where the proxied metrics are named. Nothing here calls the upstream, and nothing
+keeps label sets between scrapes: a series exists exactly as long as a snapshot holds it.
+
+Sample output (dimensions CONVERSATION_CATEGORY and COUNTRY enabled)::
+
+    # HELP whatsapp_conversations Conversations in the latest complete half-hour bucket ...
+    # TYPE whatsapp_conversations gauge
+    whatsapp_conversations{waba_id="1153",waba_name="acme",conversation_category="MARKETING",
+                           country="IN"} 42.0
+    whatsapp_conversations{waba_id="1153",waba_name="acme",conversation_category="SERVICE",
+                           country="KW"} 0.0
+    # TYPE whatsapp_conversations_bucket_start_timestamp_seconds gauge
+    whatsapp_conversations_bucket_start_timestamp_seconds{waba_id="1153",waba_name="acme"} 1.76e+09
+    # TYPE whatsapp_conversations_observed_total counter
+    whatsapp_conversations_observed_total{waba_id="1153",waba_name="acme",
+                                          conversation_category="MARKETING",country="IN"} 1234.0
+    # TYPE whatsapp_exporter_poll_success gauge
+    whatsapp_exporter_poll_success{waba_id="1153",waba_name="acme"} 1.0
+
+(label sets wrapped here for width; one line each on /metrics)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from exporter.buckets import LabelValues
+from exporter.snapshot import SnapshotStore, TargetSnapshot
+from exporter.vocabulary import DIMENSIONS_BY_NAME
+
+TARGET_LABELS = ("waba_id", "waba_name")
+CACHED = (
+    " As of the last poll (data is polled in the background and cached); "
+    "see whatsapp_exporter_last_success_timestamp_seconds."
+)
+
+Samples = Callable[[TargetSnapshot], Iterable[tuple[LabelValues, float]]]
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    name: str
+    family: type[GaugeMetricFamily] | type[CounterMetricFamily]
+    documentation: str
+    per_series: bool
+    """True: labelled by target and by every enabled dimension; False: by target only."""
+    samples: Samples
+
+
+def _one(value: float | None) -> list[tuple[LabelValues, float]]:
+    return [] if value is None else [((), float(value))]
+
+
+METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec(
+        "whatsapp_conversations",
+        GaugeMetricFamily,
+        "Conversations in the latest complete half-hour bucket (the newest that ended at least "
+        "poll.delay ago; 0 for label sets seen in the lookback window but not in it)." + CACHED,
+        True,
+        lambda s: ((labels, float(n)) for labels, n in s.conversations.items()),
+    ),
+    MetricSpec(
+        "whatsapp_conversations_bucket_start_timestamp_seconds",
+        GaugeMetricFamily,
+        "Start (unix seconds) of the half-hour bucket that whatsapp_conversations reports."
+        + CACHED,
+        False,
+        lambda s: _one(s.bucket_start),
+    ),
+    MetricSpec(
+        "whatsapp_conversations_observed",
+        CounterMetricFamily,
+        "Conversations of every complete half-hour bucket seen since the exporter started; "
+        "upward revisions add their difference." + CACHED,
+        True,
+        lambda s: ((labels, float(n)) for labels, n in s.observed.items()),
+    ),
+    MetricSpec(
+        "whatsapp_exporter_poll_success",
+        GaugeMetricFamily,
+        "1 if the target's last poll succeeded, else 0.",
+        False,
+        lambda s: _one(1.0 if s.poll_success else 0.0),
+    ),
+    MetricSpec(
+        "whatsapp_exporter_last_success_timestamp_seconds",
+        GaugeMetricFamily,
+        "When the target's last successful poll finished (unix seconds).",
+        False,
+        lambda s: _one(s.last_success),
+    ),
+    MetricSpec(
+        "whatsapp_exporter_poll_duration_seconds",
+        GaugeMetricFamily,
+        "How long the target's last poll took, retries included.",
+        False,
+        lambda s: _one(s.poll_duration),
+    ),
+)
+
+
+class ConversationCollector(Collector):
+    """Yields the METRICS table for every target in the store."""
+
+    def __init__(self, store: SnapshotStore, dimensions: Sequence[str]) -> None:
+        self._store = store
+        self._dimension_labels = tuple(DIMENSIONS_BY_NAME[d].label for d in dimensions)
+
+    def _labels(self, spec: MetricSpec) -> tuple[str, ...]:
+        return TARGET_LABELS + self._dimension_labels if spec.per_series else TARGET_LABELS
+
+    def describe(self) -> Iterator[Metric]:
+        # Lets the registry check names at registration and serve `name[]` filters
+        # without reading snapshots.
+        for spec in METRICS:
+            yield spec.family(spec.name, spec.documentation, labels=self._labels(spec))
+
+    def collect(self) -> Iterator[Metric]:
+        snapshots = self._store.current()  # one consistent view for the whole scrape
+        for spec in METRICS:
+            family = spec.family(spec.name, spec.documentation, labels=self._labels(spec))
+            for snapshot in snapshots.values():
+                target = (snapshot.waba_id, snapshot.target_name)
+                for labels, value in spec.samples(snapshot):
+                    family.add_metric(target + labels, value)
+            yield family

@@ -1,0 +1,98 @@
+"""Turn a decoded `conversation_analytics` answer into data points.
+
+Lives with what the real upstream does (upstream/NOTES.md): points in any order, the key
+`conversation_analytics` absent when there is no data, flat `data_points` without the `data[]`
+wrapper, dimension keys missing or `UNKNOWN`, enum values nobody documented. Anything that is not
+that shape raises `BadResponse`, never another exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from exporter.errors import BadResponse
+from exporter.vocabulary import DIMENSIONS_BY_NAME, DataPoint
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    waba_id: str | None
+    """The `id` the upstream answered with (for a customer target, its WABA id)."""
+    points: tuple[DataPoint, ...]
+
+
+def _integer(value: object, where: str) -> int:
+    # Graph sometimes sends numbers as strings; bools are ints in Python but never counts.
+    if isinstance(value, bool):
+        raise BadResponse(f"{where}: expected an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise BadResponse(f"{where}: expected an integer, got {value!r:.40}")
+
+
+def _label_value(value: object) -> str:
+    """A dimension value as the label shows it: the API's own spelling, "" when left out."""
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else str(value)
+
+
+def _raw_points(analytics: object) -> Sequence[object]:
+    if not isinstance(analytics, Mapping):
+        raise BadResponse("conversation_analytics: expected an object")
+    if "data" in analytics:
+        data = analytics["data"]
+        if not isinstance(data, list):
+            raise BadResponse("conversation_analytics.data: expected a list")
+        points: list[object] = []
+        for index, entry in enumerate(data):
+            if not isinstance(entry, Mapping):
+                raise BadResponse(f"conversation_analytics.data[{index}]: expected an object")
+            chunk = entry.get("data_points", [])
+            if not isinstance(chunk, list):
+                raise BadResponse(f"conversation_analytics.data[{index}].data_points: not a list")
+            points.extend(chunk)
+        return points
+    flat = analytics.get("data_points", [])
+    if not isinstance(flat, list):
+        raise BadResponse("conversation_analytics.data_points: expected a list")
+    return flat
+
+
+def parse_answer(body: object, dimensions: Sequence[str]) -> Answer:
+    """Parse a decoded 200 answer; `dimensions` are the configured API names, in label order."""
+    if not isinstance(body, Mapping):
+        raise BadResponse("answer: expected a JSON object")
+    raw_id = body.get("id")
+    waba_id = None if raw_id is None or isinstance(raw_id, bool) else str(raw_id)
+    analytics = body.get("conversation_analytics")
+    if analytics is None:
+        # The upstream leaves the key out when there is no data: an empty answer, not an error.
+        return Answer(waba_id, ())
+    point_keys = [DIMENSIONS_BY_NAME[name].point_key for name in dimensions]
+    points = []
+    for index, raw in enumerate(_raw_points(analytics)):
+        where = f"data_points[{index}]"
+        if not isinstance(raw, Mapping):
+            raise BadResponse(f"{where}: expected an object")
+        try:
+            start, end, count = raw["start"], raw["end"], raw["conversation"]
+        except KeyError as missing:
+            raise BadResponse(f"{where}: missing {missing}") from None
+        conversations = _integer(count, f"{where}.conversation")
+        if conversations < 0:
+            raise BadResponse(f"{where}.conversation: negative count {conversations}")
+        points.append(
+            DataPoint(
+                start=_integer(start, f"{where}.start"),
+                end=_integer(end, f"{where}.end"),
+                conversations=conversations,
+                labels=tuple(_label_value(raw.get(key)) for key in point_keys),
+            )
+        )
+    return Answer(waba_id, tuple(points))

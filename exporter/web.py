@@ -1,0 +1,95 @@
+"""The HTTP side: `/metrics`, `/healthz`, `/ready` and a landing page, over WSGI.
+
+`/metrics` is prometheus-client's own WSGI app (content negotiation, gzip, `name[]` filters);
+this module only routes to it and serves the three small pages beside it. The server is the
+standard library's WSGI server with a thread per request, so a slow scraper blocks nobody.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import socket
+import threading
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+
+from exporter import __version__
+from exporter.config import ListenAddress
+
+log = logging.getLogger(__name__)
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+def _reply(start_response: StartResponse, status: str, body: str, content_type: str) -> list[bytes]:
+    data = body.encode()
+    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+def landing_page(target_names: Iterable[str]) -> str:
+    """The `/` page; it names targets, never the key."""
+    rows = "".join(f"<li>{html.escape(name)}</li>" for name in target_names)
+    return (
+        '<!DOCTYPE html><html><head><meta charset="utf-8"><title>WhatsApp exporter</title>'
+        "</head><body><h1>WhatsApp conversation analytics exporter</h1>"
+        f"<p>Version {html.escape(__version__)}</p><ul>"
+        '<li><a href="metrics">/metrics</a>: Prometheus metrics</li>'
+        '<li><a href="healthz">/healthz</a>: the process is alive</li>'
+        '<li><a href="ready">/ready</a>: every target was polled once</li>'
+        f"</ul><h2>Targets</h2><ul>{rows}</ul></body></html>"
+    )
+
+
+def make_app(registry: CollectorRegistry, is_ready: Callable[[], bool], landing: str) -> WSGIApp:
+    metrics = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO") or "/"
+        if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
+            return _reply(start_response, "405 Method Not Allowed", "GET only\n", "text/plain")
+        if path == "/metrics":
+            return metrics(environ, start_response)
+        if path == "/healthz":
+            return _reply(start_response, "200 OK", "ok\n", "text/plain")
+        if path == "/ready":
+            if is_ready():
+                return _reply(start_response, "200 OK", "ready\n", "text/plain")
+            return _reply(
+                start_response,
+                "503 Service Unavailable",
+                "not every target polled yet\n",
+                "text/plain",
+            )
+        if path == "/":
+            return _reply(start_response, "200 OK", landing, "text/html; charset=utf-8")
+        return _reply(start_response, "404 Not Found", "not found\n", "text/plain")
+
+    return app
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _ThreadingWSGIServer6(_ThreadingWSGIServer):
+    address_family = socket.AF_INET6
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s - %s", self.address_string(), format % args)
+
+
+def start_http_server(address: ListenAddress, app: WSGIApp) -> WSGIServer:
+    """Bind (raising OSError when the address cannot be used) and serve in a daemon thread."""
+    server_class = _ThreadingWSGIServer6 if ":" in address.host else _ThreadingWSGIServer
+    server = make_server(address.host, address.port, app, server_class, _QuietHandler)
+    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    return server

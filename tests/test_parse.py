@@ -1,0 +1,109 @@
+import pytest
+
+from exporter.errors import BadResponse
+from exporter.parse import Answer, parse_answer
+from exporter.vocabulary import DataPoint
+
+ALL = ("CONVERSATION_CATEGORY", "CONVERSATION_DIRECTION", "CONVERSATION_TYPE", "COUNTRY", "PHONE")
+
+
+def wrapped(*points: dict, waba_id: object = "115344761664057") -> dict:
+    return {"conversation_analytics": {"data": [{"data_points": list(points)}]}, "id": waba_id}
+
+
+def test_the_documented_example() -> None:
+    body = wrapped(
+        {
+            "start": 1693506600,
+            "end": 1696098600,
+            "conversation": 1,
+            "phone_number": "912240289385",
+            "country": "KW",
+            "conversation_type": "REGULAR",
+            "conversation_category": "MARKETING",
+        }
+    )
+    answer = parse_answer(body, ALL)
+    assert answer == Answer(
+        "115344761664057",
+        (DataPoint(1693506600, 1696098600, 1, ("MARKETING", "", "REGULAR", "KW", "912240289385")),),
+    )
+
+
+def test_labels_follow_the_configured_dimensions_only() -> None:
+    body = wrapped({"start": 0, "end": 1800, "conversation": 3, "country": "IN",
+                    "conversation_category": "SERVICE"})
+    assert parse_answer(body, ("COUNTRY",)).points[0].labels == ("IN",)
+    assert parse_answer(body, ()).points[0].labels == ()
+
+
+def test_unknown_enum_values_are_kept_as_they_come() -> None:
+    body = wrapped({"start": 0, "end": 1800, "conversation": 2,
+                    "conversation_category": "MARKETING_LITE",
+                    "conversation_type": "FREE_ENTRY_POINT",
+                    "conversation_direction": "UNKNOWN"})
+    labels = parse_answer(body, ALL[:3]).points[0].labels
+    assert labels == ("MARKETING_LITE", "UNKNOWN", "FREE_ENTRY_POINT")
+
+
+def test_points_keep_their_order_and_numbers_as_strings_are_read() -> None:
+    body = wrapped(
+        {"start": "3600", "end": "5400", "conversation": "4"},
+        {"start": 0, "end": 1800, "conversation": 1},
+    )
+    assert [p.start for p in parse_answer(body, ()).points] == [3600, 0]
+    assert parse_answer(body, ()).points[0].conversations == 4
+
+
+def test_missing_key_means_no_data() -> None:
+    assert parse_answer({"id": "1"}, ALL) == Answer("1", ())
+    assert parse_answer({"id": "1", "conversation_analytics": None}, ALL) == Answer("1", ())
+
+
+def test_flat_data_points_without_the_data_wrapper() -> None:
+    body = {"conversation_analytics": {"data_points": [{"start": 0, "end": 1800,
+                                                         "conversation": 5}]}, "id": 42}
+    assert parse_answer(body, ()) == Answer("42", (DataPoint(0, 1800, 5, ()),))
+
+
+def test_several_data_entries_are_joined() -> None:
+    body = {"conversation_analytics": {"data": [
+        {"data_points": [{"start": 0, "end": 1800, "conversation": 1}]},
+        {"data_points": [{"start": 1800, "end": 3600, "conversation": 2}]},
+        {},
+    ]}}
+    answer = parse_answer(body, ())
+    assert answer.waba_id is None
+    assert [p.conversations for p in answer.points] == [1, 2]
+
+
+def test_non_string_dimension_values_become_strings_and_null_becomes_empty() -> None:
+    body = wrapped({"start": 0, "end": 1800, "conversation": 1, "phone_number": 912240289385,
+                    "country": None})
+    assert parse_answer(body, ("COUNTRY", "PHONE")).points[0].labels == ("", "912240289385")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        [],
+        "text",
+        None,
+        {"conversation_analytics": []},
+        {"conversation_analytics": {"data": {}}},
+        {"conversation_analytics": {"data": [[]]}},
+        {"conversation_analytics": {"data": [{"data_points": {}}]}},
+        {"conversation_analytics": {"data_points": "x"}},
+        wrapped("not a point"),
+        wrapped({"start": 0, "end": 1800}),
+        wrapped({"start": 0, "conversation": 1}),
+        wrapped({"start": "soon", "end": 1800, "conversation": 1}),
+        wrapped({"start": 0, "end": 1800, "conversation": True}),
+        wrapped({"start": 0, "end": 1800, "conversation": 1.5}),
+        wrapped({"start": 0, "end": 1800, "conversation": -1}),
+        wrapped({"start": 0, "end": 1800, "conversation": None}),
+    ],
+)
+def test_malformed_answers_raise_bad_response(body: object) -> None:
+    with pytest.raises(BadResponse):
+        parse_answer(body, ALL)
