@@ -1,0 +1,140 @@
+"""Shared fixtures: the simulator on loopback, config files, and the exporter as a real process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.simulator import DEMO_ACCOUNTS, Simulator
+
+# Long enough to be found by a grep, unlike anything else in a log or a page.
+TEST_API_KEY = "pk_live_TEST-7f3c9a1e5b2d4c6e8f0a"
+
+__all__ = ["DEMO_ACCOUNTS"]
+
+WABA_ACCOUNTS = [a for a in DEMO_ACCOUNTS if a.customer_id is None]
+CUSTOMER_ACCOUNTS = [a for a in DEMO_ACCOUNTS if a.customer_id is not None]
+
+
+@pytest.fixture
+def simulator() -> Iterator[Simulator]:
+    with Simulator(api_key=TEST_API_KEY) as sim:
+        yield sim
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def config_dict(sim: Simulator, **overrides: object) -> dict:
+    """A config with every demo account as a target (WABAs by id, the customer by its id)."""
+    targets = [{"waba_id": a.waba_id, "name": a.name} for a in WABA_ACCOUNTS]
+    targets += [{"customer_id": a.customer_id, "name": a.name} for a in CUSTOMER_ACCOUNTS]
+    config: dict = {
+        "splashify": {"base_url": sim.url, "api_key": "${TEST_SPLASHIFY_KEY}"},
+        "poll": {"interval": "10s"},
+        "targets": targets,
+    }
+    config.update(overrides)
+    return config
+
+
+def write_config(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def exporter_env() -> dict[str, str]:
+    return {**os.environ, "TEST_SPLASHIFY_KEY": TEST_API_KEY, "PYTHONUNBUFFERED": "1"}
+
+
+def run_exporter(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """`python -m exporter ARGS` to completion."""
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", *args],
+        capture_output=True, text=True, timeout=timeout, env=exporter_env(),
+    )
+
+
+def parse_metrics(text: str) -> dict:
+    return {family.name: family for family in text_string_to_metric_families(text)}
+
+
+class ExporterProcess:
+    """The exporter as users run it: a real process serving HTTP on loopback."""
+
+    def __init__(self, *args: str, log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log_path = log_path
+        self._log = log_path.open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "exporter", *args,
+             "--web.listen-address", f"127.0.0.1:{self.port}"],
+            stdout=self._log, stderr=subprocess.STDOUT, text=True, env=exporter_env(),
+        )
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"exporter exited early:\n{self.output()}")
+            try:
+                if requests.get(self.url + "/ready", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"exporter not ready after {timeout}s:\n{self.output()}")
+
+    def get(self, path: str, **kwargs: object) -> requests.Response:
+        return requests.get(self.url + path, timeout=10, **kwargs)
+
+    def scrape_text(self) -> str:
+        response = self.get("/metrics")
+        assert response.status_code == 200
+        return response.text
+
+    def scrape(self) -> dict:
+        return parse_metrics(self.scrape_text())
+
+    def output(self) -> str:
+        """Everything the process wrote to stdout and stderr so far."""
+        return self._log_path.read_text()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+            self._log.close()
+
+
+@pytest.fixture
+def start_exporter(tmp_path: Path) -> Iterator:
+    started: list[ExporterProcess] = []
+
+    def start(*args: str) -> ExporterProcess:
+        process = ExporterProcess(*args, log_path=tmp_path / f"exporter-{len(started)}.log")
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
