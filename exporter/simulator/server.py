@@ -1,0 +1,504 @@
+"""A simulated Splashify API: a real HTTP server on loopback that answers like the upstream.
+
+The order of checks follows the real path of a request: Splashify routes it, checks the API key
+and that the WABA belongs to the caller, forwards it to Meta (where injected faults happen, as a
+502 or a rate limit would), and Meta validates `fields=` and answers.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from http.client import responses
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Literal
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from exporter.query import AnalyticsQuery
+from exporter.simulator.fields import FieldsError, parse_fields
+from exporter.simulator.traffic import DEMO_ACCOUNTS, Point, SimAccount, answer_points
+
+logger = logging.getLogger("exporter.simulator")
+
+_WABA_ROUTE = re.compile(r"/api/(v\d+\.\d+)/([^/]+)")
+_CUSTOMER_ROUTE = re.compile(r"/api/v1/partner/customers/([^/]+)/whatsapp/analytics/conversations")
+
+HISTORY_SECONDS = 365 * 86400
+"""How far back the upstream keeps analytics; an older `start` is an error."""
+FUTURE_TOLERANCE_SECONDS = 5.0
+"""Slack for clock skew before an `end` counts as in the future."""
+CALLS_PER_HOUR = 200
+"""The Business Management API budget per WABA, which `call_count` is a percentage of."""
+
+_SPLASHIFY_MESSAGES = {
+    401: "Invalid or missing API key",
+    403: "This WhatsApp Business Account does not belong to your account",
+    404: "Not found",
+    429: "Too many requests",
+    500: "Internal server error",
+    502: "Request to WhatsApp failed",
+    503: "Service temporarily unavailable",
+}
+
+# Graph messages by error code, as Meta words them.
+_GRAPH_MESSAGES = {
+    1: "An unknown error occurred",
+    2: "An unexpected error has occurred. Please retry your request later.",
+    4: "(#4) Application request limit reached",
+    10: "(#10) Application does not have permission for this action",
+    17: "(#17) User request limit reached",
+    32: "(#32) Page request limit reached",
+    100: "(#100) Invalid parameter",
+    190: "Error validating access token: Session has expired",
+    200: "(#200) Requires whatsapp_business_management permission to manage the object",
+    613: "(#613) Calls to this api have exceeded the rate limit.",
+    80007: "(#80007) Rate limit hit for this WhatsApp Business account",
+    130429: "(#130429) Rate limit hit",
+}
+
+FaultKind = Literal[
+    "status", "rate_limited", "graph_error", "malformed_json", "missing_key", "flat", "slow", "down"
+]
+
+
+def splashify_body(status: int) -> dict[str, Any]:
+    """Splashify's own error body for an HTTP status."""
+    message = _SPLASHIFY_MESSAGES.get(status) or responses.get(status, "Error")
+    return {"success": False, "message": message}
+
+
+def graph_body(code: int, message: str | None = None, subcode: int | None = None) -> dict[str, Any]:
+    """A Graph API error body as Meta sends it (and Splashify passes through)."""
+    error: dict[str, Any] = {
+        "message": message or _GRAPH_MESSAGES.get(code, f"(#{code}) Error"),
+        "type": "OAuthException",
+        "code": code,
+    }
+    if subcode is not None:
+        error["error_subcode"] = subcode
+    error["fbtrace_id"] = "A" + secrets.token_urlsafe(16)[:22]
+    return {"error": error}
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """A misbehaviour to inject; build one with the classmethods, arm it with `set_fault`."""
+
+    kind: FaultKind
+    http_status: int = 200
+    body: dict[str, Any] | None = None
+    retry_after: str | None = None
+    seconds: float = 0.0
+    code: int = 0
+    """Graph error code, for `graph_error`."""
+    subcode: int | None = None
+
+    @classmethod
+    def status(cls, code: int, body: dict[str, Any] | None = None) -> Fault:
+        """Answer `code` with `body`, by default Splashify's error body for that status."""
+        return cls("status", http_status=code, body=splashify_body(code) if body is None else body)
+
+    @classmethod
+    def unauthorized(cls) -> Fault:
+        return cls.status(401)
+
+    @classmethod
+    def forbidden(cls) -> Fault:
+        return cls.status(403)
+
+    @classmethod
+    def not_found(cls) -> Fault:
+        return cls.status(404)
+
+    @classmethod
+    def rate_limited(cls, retry_after: str | None = None) -> Fault:
+        """429, with a `Retry-After` header only when given (the upstream does not promise it)."""
+        return cls(
+            "rate_limited", http_status=429, body=splashify_body(429), retry_after=retry_after
+        )
+
+    @classmethod
+    def graph_error(cls, code: int, http_status: int = 400, subcode: int | None = None) -> Fault:
+        """A Meta error passed through, e.g. code 80007 (rate limit), 2 (transient), 190 (auth).
+
+        The body is built per answer, so each carries its own fbtrace_id.
+        """
+        return cls("graph_error", http_status=http_status, code=code, subcode=subcode)
+
+    @classmethod
+    def malformed_json(cls) -> Fault:
+        """200 whose body is the real answer cut in half."""
+        return cls("malformed_json")
+
+    @classmethod
+    def missing_key(cls) -> Fault:
+        """200 `{"id": ...}` without `conversation_analytics`, even when there is data."""
+        return cls("missing_key")
+
+    @classmethod
+    def flat(cls) -> Fault:
+        """200 with `data_points` directly under `conversation_analytics` (no `data[]`)."""
+        return cls("flat")
+
+    @classmethod
+    def slow(cls, seconds: float) -> Fault:
+        """Wait `seconds`, then answer normally."""
+        return cls("slow", seconds=seconds)
+
+    @classmethod
+    def down(cls) -> Fault:
+        """Close the connection without sending any response."""
+        return cls("down")
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRequest:
+    """One request the simulator received.
+
+    `time` is the clock reading the answer was computed for (pass it as `as_of` to
+    `answer_points` to recompute the answer); `path` is the raw URL path without the query
+    string; `query` is the parsed `fields=` blob, None when it was missing or invalid; `status`
+    is 0 when the connection was closed without an answer.
+    """
+
+    time: float
+    path: str
+    account_waba_id: str | None
+    query: AnalyticsQuery | None
+    status: int
+
+
+@dataclass(slots=True)
+class _ArmedFault:
+    fault: Fault
+    remaining: int | None
+
+
+@dataclass(slots=True)
+class _Response:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _json(status: int, body: object, headers: dict[str, str] | None = None) -> _Response:
+    return _Response(status, json.dumps(body).encode(), headers or {})
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    simulator: Simulator
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "Splashify-Simulator"
+
+    def do_GET(self) -> None:
+        response = self.server.simulator._handle(self.path, self.headers.get("Authorization"))
+        if response is None:
+            # Nothing written: the connection closes as the handler returns.
+            self.close_connection = True
+            return
+        self.send_response(response.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(response.body)))
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(response.body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # The stdlib writes every request to stderr; a test run or the demo wants quiet.
+        logger.debug("%s %s", self.address_string(), format % args)
+
+
+class Simulator:
+    """The simulated API on `host:port` (port 0: an ephemeral one), serving `accounts`.
+
+    `clock` gives "now" for the data (buckets after it do not exist) and for the checks on
+    `end` and `start`; inject one to make a test independent of the wall clock. The late-data
+    knob (`late_seconds`, `late_fraction`) is described in `traffic.observed_count`.
+    """
+
+    def __init__(
+        self,
+        api_key: str = "demo-key",
+        accounts: Iterable[SimAccount] = DEMO_ACCOUNTS,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        clock: Callable[[], float] = time.time,
+        late_seconds: float = 0.0,
+        late_fraction: float = 0.0,
+    ) -> None:
+        if not 0.0 <= late_fraction <= 1.0:
+            raise ValueError("late_fraction must be between 0 and 1")
+        self.api_key = api_key
+        self.accounts: tuple[SimAccount, ...] = tuple(accounts)
+        self._by_waba = {account.waba_id: account for account in self.accounts}
+        self._by_customer = {a.customer_id: a for a in self.accounts if a.customer_id is not None}
+        if len(self._by_waba) != len(self.accounts):
+            raise ValueError("duplicate waba_id in accounts")
+        if len(self._by_customer) != sum(a.customer_id is not None for a in self.accounts):
+            raise ValueError("duplicate customer_id in accounts")
+        self.late_seconds = late_seconds
+        self.late_fraction = late_fraction
+        self._address = (host, port)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._requests: list[RecordedRequest] = []
+        self._faults: dict[str | None, _ArmedFault] = {}
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> Simulator:
+        """Bind and serve in a background thread; returns self."""
+        if self._server is not None:
+            raise RuntimeError("simulator already started")
+        self._stopping.clear()
+        server = _Server(self._address, _Handler)
+        server.simulator = self
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, args=(0.05,), name="splashify-simulator", daemon=True
+        )
+        self._thread.start()
+        logger.debug("simulator listening on %s", self.url)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and release the port; requests sleeping in a `slow` fault get no answer."""
+        if self._server is None:
+            return
+        self._stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join()
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> Simulator:
+        # Tolerates `with Simulator().start() as sim:` as well as `with Simulator() as sim:`.
+        return self if self._server is not None else self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("simulator not started")
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. http://127.0.0.1:41234 (no trailing slash)."""
+        return f"http://{self._address[0]}:{self.port}"
+
+    # -- inspection ----------------------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request so far, oldest first (a copy)."""
+        with self._lock:
+            return list(self._requests)
+
+    def requests_for(self, waba_id: str) -> list[RecordedRequest]:
+        """The requests that reached the account `waba_id`, by either route."""
+        return [r for r in self.requests if r.account_waba_id == waba_id]
+
+    def clear_requests(self) -> None:
+        with self._lock:
+            self._requests.clear()
+
+    def account(self, waba_id: str) -> SimAccount:
+        return self._by_waba[waba_id]
+
+    def expected_points(self, waba_id: str, query: AnalyticsQuery, as_of: float) -> list[Point]:
+        """What this simulator answers for `query` at `as_of`, late-data knob included."""
+        return answer_points(
+            self._by_waba[waba_id],
+            query,
+            as_of,
+            late_seconds=self.late_seconds,
+            late_fraction=self.late_fraction,
+        )
+
+    # -- faults --------------------------------------------------------------------------------
+
+    def set_fault(self, fault: Fault, waba_id: str | None = None, times: int | None = None) -> None:
+        """Arm `fault` for all accounts (waba_id None) or one, for good or for `times` requests.
+
+        A fault armed for an account wins over a global one; arming again replaces the fault of
+        that scope.
+        """
+        if waba_id is not None and waba_id not in self._by_waba:
+            raise ValueError(f"unknown waba_id {waba_id!r}")
+        if times is not None and times < 1:
+            raise ValueError("times must be at least 1")
+        with self._lock:
+            self._faults[waba_id] = _ArmedFault(fault, times)
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def _take_fault(self, waba_id: str) -> Fault | None:
+        with self._lock:
+            for scope in (waba_id, None):
+                armed = self._faults.get(scope)
+                if armed is None:
+                    continue
+                if armed.remaining is not None:
+                    armed.remaining -= 1
+                    if armed.remaining == 0:
+                        del self._faults[scope]
+                return armed.fault
+        return None
+
+    # -- request handling ----------------------------------------------------------------------
+
+    def _handle(self, raw_path: str, authorization: str | None) -> _Response | None:
+        """Answer one GET and record it; None means: close without answering."""
+        now = self._clock()
+        url = urlsplit(raw_path)
+        query, fields_error = _parse_query_string(url.query)
+        account, response = self._answer(now, url.path, authorization, query, fields_error)
+        with self._lock:
+            self._requests.append(
+                RecordedRequest(
+                    time=now,
+                    path=url.path,
+                    account_waba_id=account.waba_id if account else None,
+                    query=query,
+                    status=response.status if response else 0,
+                )
+            )
+        return response
+
+    def _answer(
+        self,
+        now: float,
+        path: str,
+        authorization: str | None,
+        query: AnalyticsQuery | None,
+        fields_error: str | None,
+    ) -> tuple[SimAccount | None, _Response | None]:
+        waba_match = _WABA_ROUTE.fullmatch(path)
+        customer_match = _CUSTOMER_ROUTE.fullmatch(path)
+        if waba_match is None and customer_match is None:
+            return None, _json(404, {"success": False, "message": f"No route for GET {path}"})
+        if not self._authorized(authorization):
+            return None, _json(401, splashify_body(401))
+        if customer_match is not None:
+            account = self._by_customer.get(unquote(customer_match.group(1)))
+            if account is None:
+                return None, _json(404, {"success": False, "message": "Customer not found"})
+        else:
+            account = self._by_waba.get(unquote(waba_match.group(2))) if waba_match else None
+            if account is None:
+                return None, _json(403, splashify_body(403))
+
+        fault = self._take_fault(account.waba_id)
+        if fault is not None and fault.kind == "slow":
+            if self._stopping.wait(fault.seconds):
+                return account, None
+            fault = None
+        kind = fault.kind if fault is not None else None
+        if kind == "down":
+            return account, None
+        if fault is not None and kind in ("status", "rate_limited"):
+            headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+            return account, _json(fault.http_status, fault.body, headers)
+        if fault is not None and kind == "graph_error":
+            return account, _json(fault.http_status, graph_body(fault.code, subcode=fault.subcode))
+
+        if query is None:
+            return account, _json(400, graph_body(100, f"(#100) {fields_error}"))
+        rejection = _check_window(query, now)
+        if rejection is not None:
+            return account, _json(400, graph_body(100, f"(#100) {rejection}"))
+
+        points = answer_points(
+            account,
+            query,
+            now,
+            late_seconds=self.late_seconds,
+            late_fraction=self.late_fraction,
+        )
+        answer: dict[str, Any] = {}
+        if points and kind == "flat":
+            answer["conversation_analytics"] = {"data_points": points}
+        elif points and kind != "missing_key":
+            answer["conversation_analytics"] = {"data": [{"data_points": points}]}
+        answer["id"] = account.waba_id
+        body = json.dumps(answer).encode()
+        if kind == "malformed_json":
+            body = body[: len(body) // 2]
+        usage = {"X-Business-Use-Case-Usage": self._usage(account, now)}
+        return account, _Response(200, body, usage)
+
+    def _authorized(self, authorization: str | None) -> bool:
+        scheme, _, key = (authorization or "").partition(" ")
+        # Constant-time, as a real server compares secrets.
+        return scheme == "Bearer" and hmac.compare_digest(key.encode(), self.api_key.encode())
+
+    def _usage(self, account: SimAccount, now: float) -> str:
+        """The `X-Business-Use-Case-Usage` header: this hour's share of the account's budget."""
+        with self._lock:
+            calls = 1 + sum(
+                1
+                for r in self._requests
+                if r.account_waba_id == account.waba_id and r.time > now - 3600
+            )
+        usage = {
+            account.waba_id: [
+                {
+                    "type": "whatsapp_business_management",
+                    "call_count": min(100, calls * 100 // CALLS_PER_HOUR),
+                    "total_cputime": 1,
+                    "total_time": 1,
+                    "estimated_time_to_regain_access": 0,
+                }
+            ]
+        }
+        return json.dumps(usage)
+
+
+def _parse_query_string(query_string: str) -> tuple[AnalyticsQuery | None, str | None]:
+    """(query, None) for a valid `fields=` blob, else (None, why not)."""
+    values = parse_qs(query_string, keep_blank_values=True).get("fields", [])
+    if not values:
+        return None, "The parameter fields is required"
+    if len(values) > 1:
+        return None, "The parameter fields must be given once"
+    try:
+        return parse_fields(values[0]), None
+    except FieldsError as error:
+        return None, f"Syntax error in fields: {error}"
+
+
+def _check_window(query: AnalyticsQuery, now: float) -> str | None:
+    """Why the upstream refuses the query's time window at `now`, or None."""
+    if query.end > now + FUTURE_TOLERANCE_SECONDS:
+        return f"end ({query.end}) must not be in the future"
+    if query.start < now - HISTORY_SECONDS:
+        return f"start ({query.start}) is older than the {HISTORY_SECONDS // 86400} days kept"
+    return None
