@@ -149,7 +149,10 @@ def _serve(config: Config) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     scheduler = start_scheduler(
-        exporter.pollers, config.poll.interval, config.splashify.max_concurrency
+        exporter.pollers,
+        config.poll.interval,
+        config.splashify.max_concurrency,
+        exporter.stopping,
     )
     log.info(
         "listening on %s, polling %d target(s) every %gs",

@@ -8,6 +8,7 @@ runs missed while the process was busy are coalesced into one.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
@@ -21,8 +22,15 @@ from exporter.poller import TargetPoller
 logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
+def _poll_unless_stopping(poller: TargetPoller, stopping: threading.Event) -> None:
+    # Jobs already queued in the worker pool still run after shutdown(wait=False); they must
+    # not start a request then.
+    if not stopping.is_set():
+        poller.poll()
+
+
 def start_scheduler(
-    pollers: Sequence[TargetPoller], interval: float, workers: int
+    pollers: Sequence[TargetPoller], interval: float, workers: int, stopping: threading.Event
 ) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(
         executors={"default": ThreadPoolExecutor(max_workers=workers)},
@@ -36,8 +44,9 @@ def start_scheduler(
     first_round = datetime.now(timezone.utc)
     for poller in pollers:
         scheduler.add_job(
-            poller.poll,
+            _poll_unless_stopping,
             IntervalTrigger(seconds=interval, timezone=timezone.utc),
+            args=(poller, stopping),
             id=poller.target.name,
             name=f"poll {poller.target.name}",
             next_run_time=first_round,

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import socket
+from wsgiref.util import setup_testing_defaults
+
+import pytest
+import requests
+from prometheus_client import CollectorRegistry, Gauge
+
+from exporter.config import ListenAddress
+from exporter.web import landing_page, make_app, start_http_server
+
+
+def call(app, path: str, method: str = "GET", **environ: str) -> tuple[str, dict, bytes]:
+    env: dict = {"PATH_INFO": path, "REQUEST_METHOD": method, **environ}
+    setup_testing_defaults(env)
+    captured: dict = {}
+
+    def start_response(status: str, headers: list, exc_info=None) -> None:
+        captured["status"], captured["headers"] = status, dict(headers)
+
+    body = b"".join(app(env, start_response))
+    return captured["status"], captured["headers"], body
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    registry = CollectorRegistry()
+    Gauge("demo_value", "A value.", registry=registry).set(3)
+    return registry
+
+
+def test_routes(registry: CollectorRegistry) -> None:
+    ready = [False]
+    app = make_app(registry, lambda: ready[0], landing_page(["acme", "<b>x</b>"]))
+    assert call(app, "/healthz")[0] == "200 OK"
+    assert call(app, "/ready")[0] == "503 Service Unavailable"
+    ready[0] = True
+    assert call(app, "/ready")[0] == "200 OK"
+    status, headers, body = call(app, "/metrics")
+    assert status == "200 OK" and b"demo_value 3.0" in body
+    status, headers, body = call(app, "/")
+    assert headers["Content-Type"].startswith("text/html")
+    assert b"acme" in body and b"&lt;b&gt;x&lt;/b&gt;" in body and b"<b>x" not in body
+    assert call(app, "/missing")[0] == "404 Not Found"
+    assert call(app, "/metrics", method="POST")[0] == "405 Method Not Allowed"
+
+
+def test_openmetrics_is_negotiated(registry: CollectorRegistry) -> None:
+    app = make_app(registry, lambda: True, "")
+    _, headers, body = call(
+        app, "/metrics", HTTP_ACCEPT="application/openmetrics-text; version=1.0.0"
+    )
+    assert headers["Content-Type"].startswith("application/openmetrics-text")
+    assert body.endswith(b"# EOF\n")
+
+
+def test_serves_on_ipv6_loopback(registry: CollectorRegistry) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        server = start_http_server(ListenAddress("::1", 0), make_app(registry, lambda: True, ""))
+    except OSError:
+        pytest.skip("IPv6 loopback not configured")
+    try:
+        port = server.server_address[1]
+        assert requests.get(f"http://[::1]:{port}/healthz", timeout=5).text == "ok\n"
+    finally:
+        server.shutdown()
+        server.server_close()
