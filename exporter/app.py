@@ -1,12 +1,19 @@
-"""Wiring: one config becomes a registry, a snapshot store, a shared client and pollers."""
+"""Wiring: a config becomes a registry, a snapshot store, a shared client and pollers.
+
+The `Exporter` lives as long as the process; a reload hands it a new config. Targets that did
+not change keep their poller, and so their counters and schedule; removed targets lose their
+series; the registry and the exporter's own counters carry on.
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import (
     CollectorRegistry,
     ProcessCollector,
@@ -19,8 +26,11 @@ from exporter.collector import ConversationCollector
 from exporter.config import Config
 from exporter.poller import TargetPoller
 from exporter.ratelimit import RequestLimiter
+from exporter.scheduler import start_scheduler, sync_jobs
 from exporter.selfmetrics import SelfMetrics
 from exporter.snapshot import SnapshotStore
+
+log = logging.getLogger(__name__)
 
 
 class Exporter:
@@ -28,27 +38,80 @@ class Exporter:
         # `_created` series double every counter's output and mean nothing to a poll-based
         # exporter; Prometheus does not need them.
         disable_created_metrics()
-        self.config = config
         self.stopping = threading.Event()
         self.registry = CollectorRegistry()
-        self.store = SnapshotStore()
-        metrics = SelfMetrics(self.registry, [t.name for t in config.targets])
+        self.metrics = SelfMetrics(self.registry)
+        self.store = SnapshotStore(config.dimensions)
+        self._clock = clock
+        self._reload_lock = threading.Lock()
+        self._scheduler: BackgroundScheduler | None = None
+        self._pollers: dict[str, TargetPoller] = {}
+        self.collector = ConversationCollector(self.store, config.poll.stale_after, clock=clock)
+        self.registry.register(self.collector)
+        ProcessCollector(registry=self.registry)
+        self.config = config
+        self._apply(config)
+
+    @property
+    def pollers(self) -> tuple[TargetPoller, ...]:
+        return tuple(self._pollers.values())
+
+    def _apply(self, config: Config) -> None:
+        """Point everything at `config`; reuse the poller of every unchanged target."""
         limiter = RequestLimiter(
-            config.splashify.max_concurrency, config.splashify.requests_per_second
+            config.splashify.max_concurrency, config.splashify.requests_per_second, self.stopping
         )
         client = SplashifyClient(
-            config.splashify, limiter, on_response=metrics.count_response, stop=self.stopping
+            config.splashify, limiter, on_response=self.metrics.count_response, stop=self.stopping
         )
-        self.pollers = tuple(
-            TargetPoller(target, config, client, self.store, metrics, clock=clock)
-            for target in config.targets
+        pollers: dict[str, TargetPoller] = {}
+        for target in config.targets:
+            poller = self._pollers.get(target.name)
+            if poller is not None and poller.target == target:
+                poller.reconfigure(config, client)
+            else:
+                poller = TargetPoller(
+                    target, config, client, self.store, self.metrics, clock=self._clock
+                )
+            pollers[target.name] = poller
+        for name in self._pollers.keys() - pollers.keys():
+            self.metrics.forget(name)
+        self.store.retain(
+            (name for name, p in pollers.items() if self._pollers.get(name) is p),
+            config.dimensions,
         )
-        self.registry.register(ConversationCollector(self.store, config.dimensions))
-        ProcessCollector(registry=self.registry)
+        self.metrics.track_targets(list(pollers))
+        self.collector.stale_after = config.poll.stale_after
+        self._pollers = pollers
+        self.config = config
+
+    def reload(self, config: Config) -> None:
+        """Take a new config while running. The listen address needs a restart."""
+        with self._reload_lock:
+            if config.web != self.config.web:
+                log.warning("web.listen_address changed: it takes effect after a restart")
+            self._apply(config)
+            if self._scheduler is not None:
+                sync_jobs(self._scheduler, self.pollers, config.poll.interval, self.stopping)
+            log.info("config reloaded: %d target(s)", len(config.targets))
+
+    def start_polling(self) -> None:
+        self._scheduler = start_scheduler(
+            self.pollers,
+            self.config.poll.interval,
+            self.config.splashify.max_concurrency,
+            self.stopping,
+        )
+
+    def stop(self) -> None:
+        """Stop scheduling; backoffs and waits for a token end at once."""
+        self.stopping.set()
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
 
     def is_ready(self) -> bool:
         """True once every target was polled at least once, successfully or not."""
-        return all(self.store.get(p.target.name) is not None for p in self.pollers)
+        return all(self.store.get(name) is not None for name in self._pollers)
 
     def poll_all_once(self) -> bool:
         """Poll every target concurrently (within the client's limits); True if all succeeded."""

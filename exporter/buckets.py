@@ -71,6 +71,9 @@ class ObservedState:
 
     totals: Mapping[LabelValues, int] = field(default_factory=dict)
     counted: Mapping[int, BucketCounts] = field(default_factory=dict)
+    floor: int = 0
+    """The latest window start seen. Buckets before it were forgotten and must never be
+    counted again, even if the wall clock steps back and a window reaches them once more."""
 
 
 def accumulate(
@@ -81,14 +84,21 @@ def accumulate(
 ) -> ObservedState:
     """A new state with the complete buckets in `window_start..latest_complete` counted in.
 
-    Buckets newer than `latest_complete` are provisional and not counted yet. Per-bucket memory
-    older than `window_start` is dropped: the window only moves forward, so such a bucket is
-    never asked for again.
+    Buckets newer than `latest_complete` are provisional and not counted yet (their label sets
+    get a series at 0). Per-bucket memory older than `window_start` is dropped, and such
+    buckets are ignored from then on.
     """
+    floor = max(state.floor, window_start)
     totals = dict(state.totals)
-    counted = {start: counts for start, counts in state.counted.items() if start >= window_start}
+    counted = {start: counts for start, counts in state.counted.items() if start >= floor}
     for start, counts in buckets.items():
-        if not window_start <= start <= latest_complete:
+        if start < floor:
+            continue
+        if start > latest_complete:
+            # Provisional: not counted yet, but the series exists from now on at 0, so that
+            # increase() sees the first conversations when the bucket completes.
+            for labels in counts:
+                totals.setdefault(labels, 0)
             continue
         already = counted.get(start, _EMPTY)
         merged = dict(already)
@@ -101,7 +111,7 @@ def accumulate(
                 # A label set first seen at 0 still gets its series.
                 totals[labels] = 0
         counted[start] = merged
-    return ObservedState(totals=totals, counted=counted)
+    return ObservedState(totals=totals, counted=counted, floor=floor)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 
 from exporter import __version__
@@ -102,7 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.once:
             return _run_once(config)
-        return _serve(config)
+        return _serve(config, None if args.demo else args.config)
+    except KeyboardInterrupt:  # Ctrl-C during --once: no traceback
+        return 130
     finally:
         if simulator is not None:
             simulator.stop()
@@ -126,44 +129,93 @@ def _run_once(config: Config) -> int:
     return EXIT_OK if succeeded else EXIT_POLL_FAILED
 
 
-def _serve(config: Config) -> int:
+SHUTDOWN_GRACE_SECONDS = 1.0
+"""How long a stop waits for polls in flight before leaving without them."""
+
+
+def _serve(config: Config, config_path: str | None) -> int:
     from exporter.app import Exporter
-    from exporter.scheduler import start_scheduler
+    from exporter.logs import add_secrets
     from exporter.web import landing_page, make_app, start_http_server
 
     exporter = Exporter(config)
-    address = config.web.listen_address
+
+    def reload_config() -> tuple[bool, str]:
+        assert config_path is not None
+        try:
+            new = load_config(config_path)
+        except ConfigError as error:
+            log.error("config reload failed, the running config stays: %s", error)
+            exporter.metrics.reloaded(False)
+            return False, str(error)
+        add_secrets([new.splashify.api_key.reveal()])
+        exporter.reload(new)
+        exporter.metrics.reloaded(True)
+        return True, f"config reloaded: {_summary(new)}"
+
+    reloader = reload_config if config_path is not None else None
     app = make_app(
-        exporter.registry, exporter.is_ready, landing_page(t.name for t in config.targets)
+        exporter.registry,
+        exporter.is_ready,
+        lambda: landing_page(p.target.name for p in exporter.pollers),
+        reload=reloader,
     )
+    address = config.web.listen_address
     try:
         server = start_http_server(address, app)
     except OSError as error:
         return _fail(f"web.listen_address: cannot listen on {address}: {error.strerror}")
-    stop = threading.Event()
+    stop, reload_requested = threading.Event(), threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
         log.info("received %s, shutting down", signal.Signals(signum).name)
         stop.set()
 
+    def request_reload(_signum: int, _frame: object) -> None:
+        reload_requested.set()  # done by the main loop, not inside the signal handler
+
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    scheduler = start_scheduler(
-        exporter.pollers,
-        config.poll.interval,
-        config.splashify.max_concurrency,
-        exporter.stopping,
-    )
+    signal.signal(signal.SIGHUP, request_reload)
+    exporter.start_polling()
     log.info(
         "listening on %s, polling %d target(s) every %gs",
         address,
         len(config.targets),
         config.poll.interval,
     )
-    while not stop.wait(1.0):
-        pass
-    exporter.stopping.set()
-    scheduler.shutdown(wait=False)
+    while not stop.wait(0.2):
+        if reload_requested.is_set():
+            reload_requested.clear()
+            if reloader is None:
+                log.warning("SIGHUP ignored: no config file to reload (--demo)")
+            else:
+                reloader()
+    exporter.stop()
     server.shutdown()
     server.server_close()
+    _leave_without_stragglers(SHUTDOWN_GRACE_SECONDS)
     return EXIT_OK
+
+
+def _leave_without_stragglers(grace: float) -> None:
+    """Give polls in flight `grace` seconds, then exit without them.
+
+    A request to a slow upstream can outlive any timeout we set (the timeout is per socket
+    read), and the interpreter would wait for its worker thread at exit. Nothing is lost by not
+    waiting: the exporter keeps no state beyond the process.
+    """
+    deadline = time.monotonic() + grace
+    for thread in threading.enumerate():
+        if thread is threading.current_thread() or thread.daemon:
+            continue
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if any(
+        t.is_alive() and not t.daemon and t is not threading.current_thread()
+        for t in threading.enumerate()
+    ):
+        log.info("leaving polls in flight behind")
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_OK)

@@ -12,10 +12,11 @@ sees only the status line and hides the intermediate attempts.
 from __future__ import annotations
 
 import email.utils
+import json
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import requests
@@ -60,6 +61,41 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
+USAGE_HEADERS = ("X-Business-Use-Case-Usage", "X-App-Usage")
+
+
+def _regain_minutes(value: object) -> float:
+    """The largest `estimated_time_to_regain_access` anywhere in a decoded usage header."""
+    if isinstance(value, dict):
+        found = [_regain_minutes(v) for v in value.values()]
+        own = value.get("estimated_time_to_regain_access")
+        if isinstance(own, int | float) and not isinstance(own, bool):
+            found.append(float(own))
+        return max(found, default=0.0)
+    if isinstance(value, list):
+        return max((_regain_minutes(v) for v in value), default=0.0)
+    return 0.0
+
+
+def regain_access_seconds(headers: Mapping[str, str]) -> float | None:
+    """Seconds until the upstream lets us back in, from Meta's usage headers (minutes there).
+
+    `X-Business-Use-Case-Usage` is `{"<id>": [{"estimated_time_to_regain_access": 5, ...}]}`;
+    `X-App-Usage` is a flat object. None when neither says we are throttled; a header that is
+    not JSON is ignored, never an error.
+    """
+    minutes = 0.0
+    for name in USAGE_HEADERS:
+        raw = headers.get(name)
+        if not raw:
+            continue
+        try:
+            minutes = max(minutes, _regain_minutes(json.loads(raw)))
+        except (ValueError, RecursionError):
+            continue
+    return minutes * 60 if minutes > 0 else None
+
+
 def retry_delay(
     policy: RetryPolicy, retry_number: int, error: UpstreamError, jitter: float
 ) -> float:
@@ -71,6 +107,10 @@ def retry_delay(
     if isinstance(error, RateLimited) and error.retry_after is not None:
         return error.retry_after
     return jitter * min(policy.max_delay, policy.base_delay * 2**retry_number)
+
+
+class Cancelled(Exception):
+    """The exporter is shutting down: the request was not sent. Not a failure of the target."""
 
 
 class SplashifyClient:
@@ -119,8 +159,8 @@ class SplashifyClient:
     def fetch(self, target: Target, query: AnalyticsQuery, deadline: float) -> object:
         """The decoded JSON answer, or a typed `UpstreamError` once retries are spent.
 
-        `deadline` (monotonic seconds) bounds the whole call, retries included: a retry that
-        could not start before it is not attempted.
+        `deadline` (monotonic seconds) bounds the retries: a retry is only attempted when its
+        backoff and a whole `timeout` fit before it. Raises `Cancelled` once stopping.
         """
         url = self.url_for(target)
         params = {"fields": build_fields(query)}
@@ -132,7 +172,8 @@ class SplashifyClient:
                 if not error.retryable or retry_number >= self._policy.max_retries:
                     raise
                 delay = retry_delay(self._policy, retry_number, error, self._jitter())
-                if self._monotonic() + delay >= deadline or self._stop.is_set():
+                finish = self._monotonic() + delay + self._config.timeout
+                if finish > deadline or self._stop.is_set():
                     raise
                 self._sleep(delay)
                 if self._stop.is_set():  # shutting down: do not start another attempt
@@ -142,6 +183,8 @@ class SplashifyClient:
     def _attempt(self, target: Target, url: str, params: dict[str, str]) -> object:
         headers = {"Authorization": f"Bearer {self._config.api_key.reveal()}"}
         with self._limiter.request():
+            if self._stop.is_set():  # waited for a slot or a token while shutting down
+                raise Cancelled
             try:
                 response = self._session().get(
                     url, params=params, headers=headers, timeout=self._config.timeout
@@ -161,9 +204,11 @@ class SplashifyClient:
         error = classify(response.status_code, body)
         if error is not None:
             if isinstance(error, RateLimited):
-                error.retry_after = parse_retry_after(
-                    response.headers.get("Retry-After"), self._wall_clock()
+                waits = (
+                    parse_retry_after(response.headers.get("Retry-After"), self._wall_clock()),
+                    regain_access_seconds(response.headers),
                 )
+                error.retry_after = max((w for w in waits if w is not None), default=None)
             raise error
         if body is None:
             raise BadResponse(f"HTTP {response.status_code} answer is not valid JSON")

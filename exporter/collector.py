@@ -24,6 +24,7 @@ Sample output (dimensions CONVERSATION_CATEGORY and COUNTRY enabled)::
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -51,6 +52,8 @@ class MetricSpec:
     per_series: bool
     """True: labelled by target and by every enabled dimension; False: by target only."""
     samples: Samples
+    data: bool = False
+    """Proxied data: dropped once the target's last success is older than poll.stale_after."""
 
 
 def _one(value: float | None) -> list[tuple[LabelValues, float]]:
@@ -65,6 +68,7 @@ METRICS: tuple[MetricSpec, ...] = (
         "poll.delay ago; 0 for label sets seen in the lookback window but not in it)." + CACHED,
         True,
         lambda s: ((labels, float(n)) for labels, n in s.conversations.items()),
+        data=True,
     ),
     MetricSpec(
         "whatsapp_conversations_bucket_start_timestamp_seconds",
@@ -73,6 +77,7 @@ METRICS: tuple[MetricSpec, ...] = (
         + CACHED,
         False,
         lambda s: _one(s.bucket_start),
+        data=True,
     ),
     MetricSpec(
         "whatsapp_conversations_observed",
@@ -81,6 +86,7 @@ METRICS: tuple[MetricSpec, ...] = (
         "upward revisions add their difference." + CACHED,
         True,
         lambda s: ((labels, float(n)) for labels, n in s.observed.items()),
+        data=True,
     ),
     MetricSpec(
         "whatsapp_exporter_poll_success",
@@ -106,27 +112,54 @@ METRICS: tuple[MetricSpec, ...] = (
 )
 
 
+def is_stale(snapshot: TargetSnapshot, now: float, stale_after: float) -> bool:
+    """True when the target's data is too old to serve (or it never succeeded)."""
+    return snapshot.last_success is None or now - snapshot.last_success > stale_after
+
+
 class ConversationCollector(Collector):
     """Yields the METRICS table for every target in the store."""
 
-    def __init__(self, store: SnapshotStore, dimensions: Sequence[str]) -> None:
+    def __init__(
+        self,
+        store: SnapshotStore,
+        stale_after: float,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._store = store
-        self._dimension_labels = tuple(DIMENSIONS_BY_NAME[d].label for d in dimensions)
+        self.stale_after = stale_after
+        """Replaced on reload; a plain attribute read once per scrape."""
+        self._clock = clock
 
-    def _labels(self, spec: MetricSpec) -> tuple[str, ...]:
-        return TARGET_LABELS + self._dimension_labels if spec.per_series else TARGET_LABELS
+    @staticmethod
+    def _labels(spec: MetricSpec, dimensions: Sequence[str]) -> tuple[str, ...]:
+        if not spec.per_series:
+            return TARGET_LABELS
+        return TARGET_LABELS + tuple(DIMENSIONS_BY_NAME[d].label for d in dimensions)
 
     def describe(self) -> Iterator[Metric]:
         # Lets the registry check names at registration and serve `name[]` filters
         # without reading snapshots.
+        dimensions = self._store.current().dimensions
         for spec in METRICS:
-            yield spec.family(spec.name, spec.documentation, labels=self._labels(spec))
+            yield spec.family(spec.name, spec.documentation, labels=self._labels(spec, dimensions))
 
     def collect(self) -> Iterator[Metric]:
-        snapshots = self._store.current()  # one consistent view for the whole scrape
+        view = self._store.current()  # one consistent view for the whole scrape
+        now, stale_after = self._clock(), self.stale_after
+        fresh = {
+            name
+            for name, snapshot in view.snapshots.items()
+            if not is_stale(snapshot, now, stale_after)
+        }
         for spec in METRICS:
-            family = spec.family(spec.name, spec.documentation, labels=self._labels(spec))
-            for snapshot in snapshots.values():
+            family = spec.family(
+                spec.name, spec.documentation, labels=self._labels(spec, view.dimensions)
+            )
+            for name, snapshot in view.snapshots.items():
+                if spec.data and name not in fresh:
+                    continue
                 target = (snapshot.waba_id, snapshot.target_name)
                 for labels, value in spec.samples(snapshot):
                     family.add_metric(target + labels, value)

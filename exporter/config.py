@@ -88,6 +88,8 @@ class PollConfig:
     interval: float = 300.0
     lookback: float = 6 * 3600.0
     delay: float = 1800.0
+    stale_after: float = 3600.0
+    """A target's data series are dropped once its last success is older than this."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,14 +149,14 @@ _KEYS: dict[str, tuple[str, ...]] = {
         "max_concurrency",
         "requests_per_second",
     ),
-    "poll": ("interval", "lookback", "delay"),
+    "poll": ("interval", "lookback", "delay", "stale_after"),
     "filters": tuple(FILTER_VALUES),
     "target": ("waba_id", "customer_id", "name", "phone_numbers"),
     "web": ("listen_address",),
 }
 
 _ALL_DIMENSIONS = tuple(DIMENSIONS_BY_NAME)
-_MIN_INTERVAL_SECONDS = 10.0
+_MIN_INTERVAL_SECONDS = 1.0
 _MAX_LOOKBACK_SECONDS = 365 * 86400.0
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?[smhd])+")
@@ -305,7 +307,7 @@ class _Parser:
 
     def config(self, raw: dict[object, object]) -> Config:
         top = _section(raw, "", _KEYS[""])
-        return Config(
+        config = Config(
             splashify=self._splashify(top.get("splashify")),
             poll=self._poll(top.get("poll")),
             dimensions=self._dimensions(top.get("dimensions")),
@@ -313,6 +315,13 @@ class _Parser:
             targets=self._targets(top.get("targets")),
             web=self._web(top.get("web")),
         )
+        if config.splashify.timeout >= config.poll.interval:
+            raise ConfigError(
+                "splashify.timeout",
+                f"must be shorter than poll.interval ({config.poll.interval:g}s), "
+                "or one request could outlast a whole poll cycle",
+            )
+        return config
 
     def _value(self, raw: object, place: str) -> object:
         """`raw` with `${VAR}` expanded if it is a string; other values as they are."""
@@ -398,10 +407,20 @@ class _Parser:
 
     def _poll(self, raw: object) -> PollConfig:
         section = _section(raw, "poll", _KEYS["poll"])
-        poll = replace(PollConfig(), **self._fields(section, "poll", _POLL_FIELDS))
+        fields = self._fields(section, "poll", _POLL_FIELDS)
+        if "stale_after" not in fields:
+            # Three missed polls, and never under an hour: long intervals need no extra key.
+            defaults = PollConfig()
+            interval = cast(float, fields.get("interval", defaults.interval))
+            fields["stale_after"] = max(defaults.stale_after, 3 * interval)
+        poll = replace(PollConfig(), **fields)
         if poll.interval < _MIN_INTERVAL_SECONDS:
+            raise ConfigError("poll.interval", "must be at least 1s")
+        if poll.stale_after <= poll.interval:
             raise ConfigError(
-                "poll.interval", "must be at least 10s, to spare the upstream rate budget"
+                "poll.stale_after",
+                f"must be longer than poll.interval ({poll.interval:g}s), "
+                "or data would be dropped between two good polls",
             )
         if poll.lookback > _MAX_LOOKBACK_SECONDS:
             raise ConfigError(

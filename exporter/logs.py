@@ -40,10 +40,26 @@ class RedactingFormatter(logging.Formatter):
         # Redacted before encoding: JSON escaping could otherwise hide a secret from replace().
         return json.dumps(entry)
 
+    def add_secrets(self, secrets: Iterable[str]) -> None:
+        self._secrets = sorted(
+            set(self._secrets) | {s for s in secrets if s}, key=len, reverse=True
+        )
+
+
+_formatter: RedactingFormatter | None = None
+
 
 def configure_logging(level: str, fmt: str, secrets: Iterable[str] = ()) -> None:
+    global _formatter
+    _formatter = RedactingFormatter(secrets, json_lines=fmt == "json")
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(RedactingFormatter(secrets, json_lines=fmt == "json"))
+    handler.setFormatter(_formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+def add_secrets(secrets: Iterable[str]) -> None:
+    """Redact these too from now on (a reloaded config may bring a new key)."""
+    if _formatter is not None:
+        _formatter.add_secrets(secrets)

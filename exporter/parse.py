@@ -8,11 +8,12 @@ that shape raises `BadResponse`, never another exception.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from exporter.errors import BadResponse
-from exporter.vocabulary import DIMENSIONS_BY_NAME, DataPoint
+from exporter.vocabulary import DIMENSIONS_BY_NAME, HALF_HOUR_SECONDS, DataPoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,13 +23,17 @@ class Answer:
     points: tuple[DataPoint, ...]
 
 
+_DECIMAL = re.compile(r"-?[0-9]{1,18}")
+"""ASCII digits only (`str.isdigit` also accepts "²"), and short enough for any real count."""
+
+
 def _integer(value: object, where: str) -> int:
     # Graph sometimes sends numbers as strings; bools are ints in Python but never counts.
     if isinstance(value, bool):
         raise BadResponse(f"{where}: expected an integer, got {value!r}")
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
         return int(value)
     if isinstance(value, float) and value.is_integer():
         return int(value)
@@ -87,10 +92,14 @@ def parse_answer(body: object, dimensions: Sequence[str]) -> Answer:
         conversations = _integer(count, f"{where}.conversation")
         if conversations < 0:
             raise BadResponse(f"{where}.conversation: negative count {conversations}")
+        start, end = _integer(start, f"{where}.start"), _integer(end, f"{where}.end")
+        if start % HALF_HOUR_SECONDS or end - start != HALF_HOUR_SECONDS:
+            # Not the half hour we asked for: counting it would put it in a bucket of its own.
+            raise BadResponse(f"{where}: {start}..{end} is not a half-hour bucket")
         points.append(
             DataPoint(
-                start=_integer(start, f"{where}.start"),
-                end=_integer(end, f"{where}.end"),
+                start=start,
+                end=end,
                 conversations=conversations,
                 labels=tuple(_label_value(raw.get(key)) for key in point_keys),
             )

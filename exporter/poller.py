@@ -13,9 +13,15 @@ import time
 from collections.abc import Callable
 
 from exporter.buckets import ObservedState, evaluate
-from exporter.client import SplashifyClient
+from exporter.client import Cancelled, SplashifyClient
 from exporter.config import Config, Target
-from exporter.errors import INTERNAL_REASON, AuthError, PermissionDenied, UpstreamError
+from exporter.errors import (
+    INTERNAL_REASON,
+    AuthError,
+    PermissionDenied,
+    RateLimited,
+    UpstreamError,
+)
 from exporter.parse import parse_answer
 from exporter.query import AnalyticsQuery, query_window
 from exporter.selfmetrics import SelfMetrics
@@ -61,11 +67,32 @@ class TargetPoller:
         self._observed = ObservedState()
         self._waba_id = target.waba_id or ""
         self._last_error_reason: str | None = None
+        self._paused_until = 0.0
+
+    def reconfigure(self, config: Config, client: SplashifyClient) -> None:
+        """Take a reloaded config for the same target, keeping what was counted.
+
+        The counter's memory is keyed by label values: if the dimensions or filters changed,
+        it no longer describes the same series and starts afresh.
+        """
+        old = self._config
+        if (old.dimensions, old.filters) != (config.dimensions, config.filters):
+            self._observed = ObservedState()
+        self._config = config
+        self._client = client
 
     def poll(self) -> bool:
         """Poll once; True on success. Never raises: a failure is recorded, not propagated."""
         now = self._clock()
         started = self._monotonic()
+        if started < self._paused_until:
+            # The upstream said when it lets us back in; asking earlier only extends the ban.
+            log.debug(
+                "target %s paused for %.0fs more (rate limited)",
+                self.target.name,
+                self._paused_until - started,
+            )
+            return False
         window_start, window_end = query_window(now, self._config.poll.lookback)
         query = build_query(self._config, self.target, window_start, window_end)
         deadline = started + self._config.poll.interval * POLL_BUDGET_SHARE
@@ -79,8 +106,17 @@ class TargetPoller:
                 window_start=window_start,
                 previous=self._observed,
             )
+        except Cancelled:
+            return False
         except UpstreamError as error:
             self._record_failure(error.reason, str(error), started, loud=_is_loud(error))
+            if isinstance(error, RateLimited) and error.retry_after:
+                self._paused_until = started + error.retry_after
+                log.warning(
+                    "target %s paused for %.0fs: the upstream asked us to wait",
+                    self.target.name,
+                    error.retry_after,
+                )
             return False
         except Exception as error:  # a bug of ours must not stop this target's schedule
             log.exception("poll of target %s failed unexpectedly", self.target.name)
@@ -105,6 +141,7 @@ class TargetPoller:
                 bucket_start=evaluation.bucket_start,
                 conversations=evaluation.conversations,
                 observed=evaluation.observed.totals,
+                dimensions=self._config.dimensions,
             )
         )
         log.debug(
@@ -127,7 +164,13 @@ class TargetPoller:
         duration = self._monotonic() - started
         previous = self._store.get(self.target.name)
         if previous is None:
-            failed = TargetSnapshot(self.target.name, self._waba_id, False, duration)
+            failed = TargetSnapshot(
+                self.target.name,
+                self._waba_id,
+                False,
+                duration,
+                dimensions=self._config.dimensions,
+            )
         else:
             failed = dataclasses.replace(previous, poll_success=False, poll_duration=duration)
         self._store.put(failed)

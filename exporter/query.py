@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from exporter.vocabulary import HALF_HOUR_SECONDS, METRIC_TYPES
+from exporter.vocabulary import HALF_HOUR_SECONDS, HISTORY_SECONDS, METRIC_TYPES
 
 FIELD = "conversation_analytics"
 
@@ -33,13 +33,21 @@ def align_down(timestamp: float, step: int = HALF_HOUR_SECONDS) -> int:
     return int(timestamp // step) * step
 
 
+END_MARGIN_SECONDS = 60
+"""`end` stays this far behind our clock: the upstream rejects an `end` in the future, and our
+clock may run a little ahead of Meta's."""
+
+
 def query_window(now: float, lookback_seconds: float) -> tuple[int, int]:
     """(start, end) of the window a poll re-reads.
 
-    start is aligned down to a bucket boundary so that the oldest bucket comes whole; end is
-    `now` rounded down, because the upstream rejects an `end` in the future.
+    start is aligned down to a bucket boundary so that the oldest bucket comes whole, unless
+    that would reach past the history the upstream keeps; end is clamped a margin before now.
     """
-    return align_down(now - lookback_seconds), int(now)
+    start = align_down(now - lookback_seconds)
+    if start < now - HISTORY_SECONDS:
+        start += HALF_HOUR_SECONDS
+    return start, int(now) - END_MARGIN_SECONDS
 
 
 def _enum_list(values: tuple[str, ...]) -> str:

@@ -26,7 +26,7 @@ class TokenBucket:
         rate: float,
         *,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] = time.sleep,
     ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
@@ -53,9 +53,15 @@ class TokenBucket:
 class RequestLimiter:
     """Both limits at once: a slot among `max_concurrency`, then a token."""
 
-    def __init__(self, max_concurrency: int, requests_per_second: float) -> None:
+    def __init__(
+        self,
+        max_concurrency: int,
+        requests_per_second: float,
+        stop: threading.Event | None = None,
+    ) -> None:
         self._slots = threading.BoundedSemaphore(max_concurrency)
-        self._bucket = TokenBucket(requests_per_second)
+        # Waiting on the stop event lets a shutdown end the wait for a token at once.
+        self._bucket = TokenBucket(requests_per_second, sleep=stop.wait if stop else time.sleep)
 
     @contextmanager
     def request(self) -> Iterator[None]:

@@ -41,15 +41,37 @@ def start_scheduler(
         },
         timezone=timezone.utc,
     )
-    first_round = datetime.now(timezone.utc)
-    for poller in pollers:
-        scheduler.add_job(
-            _poll_unless_stopping,
-            IntervalTrigger(seconds=interval, timezone=timezone.utc),
-            args=(poller, stopping),
-            id=poller.target.name,
-            name=f"poll {poller.target.name}",
-            next_run_time=first_round,
-        )
+    sync_jobs(scheduler, pollers, interval, stopping)
     scheduler.start()
     return scheduler
+
+
+def sync_jobs(
+    scheduler: BackgroundScheduler,
+    pollers: Sequence[TargetPoller],
+    interval: float,
+    stopping: threading.Event,
+) -> None:
+    """One job per poller (id: the target name); at start-up, and again after a reload.
+
+    A new target is polled at once; a target whose poller carried over keeps its schedule
+    (rescheduled only if the interval changed); a removed target's job goes.
+    """
+    wanted = {poller.target.name: poller for poller in pollers}
+    for job in scheduler.get_jobs():
+        if job.id not in wanted or job.args[0] is not wanted[job.id]:
+            job.remove()
+    trigger = IntervalTrigger(seconds=interval, timezone=timezone.utc)
+    for name, poller in wanted.items():
+        job = scheduler.get_job(name)
+        if job is None:
+            scheduler.add_job(
+                _poll_unless_stopping,
+                trigger,
+                args=(poller, stopping),
+                id=name,
+                name=f"poll {name}",
+                next_run_time=datetime.now(timezone.utc),
+            )
+        elif job.trigger.interval.total_seconds() != interval:
+            job.reschedule(trigger)

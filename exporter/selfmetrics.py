@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import platform
+import threading
+import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -11,7 +13,7 @@ from exporter.errors import ERROR_REASONS
 
 
 class SelfMetrics:
-    def __init__(self, registry: CollectorRegistry, target_names: list[str]) -> None:
+    def __init__(self, registry: CollectorRegistry) -> None:
         self.api_requests = Counter(
             "whatsapp_exporter_api_requests",
             'Requests sent to the Splashify API, by HTTP status (code="error": no response).',
@@ -31,19 +33,51 @@ class SelfMetrics:
             registry=registry,
         )
         build_info.labels(__version__, platform.python_version()).set(1)
-        targets = Gauge(
+        self.targets = Gauge(
             "whatsapp_exporter_targets",
             "Targets (WABAs and partner customers) in the loaded config.",
             registry=registry,
         )
-        targets.set(len(target_names))
+        self.reload_successful = Gauge(
+            "whatsapp_exporter_config_last_reload_successful",
+            "1 if the last config reload succeeded (or none was asked for yet), else 0.",
+            registry=registry,
+        )
+        self.reload_success_time = Gauge(
+            "whatsapp_exporter_config_last_reload_success_timestamp_seconds",
+            "When the config was last loaded successfully (start-up included).",
+            registry=registry,
+        )
+        self.reload_successful.set(1)
+        self.reload_success_time.set(time.time())
+        self._lock = threading.Lock()
+        self._codes: dict[str, set[str]] = {}
+
+    def track_targets(self, names: list[str]) -> None:
+        self.targets.set(len(names))
         # Every reason starts at 0, so that increase() sees the first error of a kind.
-        for name in target_names:
+        for name in names:
             for reason in ERROR_REASONS:
                 self.poll_errors.labels(name, reason)
 
+    def forget(self, name: str) -> None:
+        """Drop a removed target's series, so that they do not linger until a restart."""
+        for reason in ERROR_REASONS:
+            self.poll_errors.remove(name, reason)
+        with self._lock:
+            codes = self._codes.pop(name, set())
+        for code in codes:
+            self.api_requests.remove(name, code)
+
     def count_response(self, target_name: str, code: str) -> None:
+        with self._lock:
+            self._codes.setdefault(target_name, set()).add(code)
         self.api_requests.labels(target_name, code).inc()
 
     def count_error(self, target_name: str, reason: str) -> None:
         self.poll_errors.labels(target_name, reason).inc()
+
+    def reloaded(self, success: bool) -> None:
+        self.reload_successful.set(1 if success else 0)
+        if success:
+            self.reload_success_time.set(time.time())

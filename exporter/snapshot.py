@@ -1,13 +1,14 @@
 """Immutable per-target results, and the store that swaps them in atomically.
 
 A poll builds a new `TargetSnapshot` and hands it to `SnapshotStore.put()`; a scrape takes
-`SnapshotStore.current()` once and reads only that, so it never sees half a poll.
+`SnapshotStore.current()` once and reads only that view, so it never sees half a poll, nor
+snapshots whose label sets do not match the dimensions it labels them with.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -30,24 +31,47 @@ class TargetSnapshot:
     """Start of the bucket `conversations` reports; None until a poll succeeded."""
     conversations: Mapping[LabelValues, int] = field(default_factory=dict)
     observed: Mapping[LabelValues, int] = field(default_factory=dict)
+    dimensions: tuple[str, ...] = ()
+    """The configured dimensions the label values of `conversations` follow."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreView:
+    """What one scrape reads: the label dimensions and every target's snapshot, together."""
+
+    dimensions: tuple[str, ...]
+    snapshots: Mapping[str, TargetSnapshot]
 
 
 class SnapshotStore:
-    """target name -> latest snapshot; readers get an immutable view that never changes."""
+    """target name -> latest snapshot, copy-on-write; readers get a view that never changes."""
 
-    def __init__(self) -> None:
+    def __init__(self, dimensions: tuple[str, ...]) -> None:
         self._lock = threading.Lock()
-        self._snapshots: Mapping[str, TargetSnapshot] = MappingProxyType({})
+        self._view = StoreView(dimensions, MappingProxyType({}))
 
     def put(self, snapshot: TargetSnapshot) -> None:
         with self._lock:
-            updated = dict(self._snapshots)
+            if snapshot.dimensions != self._view.dimensions:
+                # Made by a poll that started before a reload changed the dimensions: its label
+                # sets do not fit the metric any more.
+                return
+            updated = dict(self._view.snapshots)
             updated[snapshot.target_name] = snapshot
-            self._snapshots = MappingProxyType(updated)
+            self._view = StoreView(self._view.dimensions, MappingProxyType(updated))
+
+    def retain(self, target_names: Iterable[str], dimensions: tuple[str, ...]) -> None:
+        """After a reload: keep only these targets; forget everything if dimensions changed."""
+        keep = set(target_names)
+        with self._lock:
+            kept = {}
+            if dimensions == self._view.dimensions:
+                kept = {n: s for n, s in self._view.snapshots.items() if n in keep}
+            self._view = StoreView(dimensions, MappingProxyType(kept))
 
     def get(self, target_name: str) -> TargetSnapshot | None:
-        return self._snapshots.get(target_name)
+        return self._view.snapshots.get(target_name)
 
-    def current(self) -> Mapping[str, TargetSnapshot]:
-        """A consistent view of every target (copy-on-write: safe to read without a lock)."""
-        return self._snapshots
+    def current(self) -> StoreView:
+        """A consistent view of every target, safe to read without a lock."""
+        return self._view

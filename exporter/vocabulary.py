@@ -11,6 +11,9 @@ from dataclasses import dataclass
 HALF_HOUR_SECONDS = 1800
 """HALF_HOUR buckets fall on :00 and :30 UTC."""
 
+HISTORY_SECONDS = 365 * 86400
+"""How far back the upstream answers; asking for more is an error, not an empty answer."""
+
 GRANULARITIES = ("HALF_HOUR", "DAILY", "MONTHLY")
 """Spelling of `conversation_analytics` (the sibling `analytics` field says DAY/MONTH: a trap)."""
 

@@ -47,12 +47,42 @@ def landing_page(target_names: Iterable[str]) -> str:
     )
 
 
-def make_app(registry: CollectorRegistry, is_ready: Callable[[], bool], landing: str) -> WSGIApp:
+Reloader = Callable[[], tuple[bool, str]]
+"""Re-reads the config: (True, summary) or (False, the one-line error)."""
+
+
+def make_app(
+    registry: CollectorRegistry,
+    is_ready: Callable[[], bool],
+    landing: Callable[[], str],
+    reload: Reloader | None = None,
+) -> WSGIApp:
     metrics = make_wsgi_app(registry)
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO") or "/"
-        if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
+        method = environ.get("REQUEST_METHOD", "GET")
+        if path == "/-/reload":
+            # As Prometheus does it: POST (or PUT) only, 500 with the reason on failure.
+            if method not in ("POST", "PUT"):
+                return _reply(start_response, "405 Method Not Allowed", "POST only\n", "text/plain")
+            if reload is None:
+                return _reply(
+                    start_response,
+                    "400 Bad Request",
+                    "nothing to reload: no config file (--demo)\n",
+                    "text/plain",
+                )
+            ok, message = reload()
+            if ok:
+                return _reply(start_response, "200 OK", message + "\n", "text/plain")
+            return _reply(
+                start_response,
+                "500 Internal Server Error",
+                f"failed to reload config: {message}\n",
+                "text/plain",
+            )
+        if method not in ("GET", "HEAD"):
             return _reply(start_response, "405 Method Not Allowed", "GET only\n", "text/plain")
         if path == "/metrics":
             return metrics(environ, start_response)
@@ -68,7 +98,7 @@ def make_app(registry: CollectorRegistry, is_ready: Callable[[], bool], landing:
                 "text/plain",
             )
         if path == "/":
-            return _reply(start_response, "200 OK", landing, "text/html; charset=utf-8")
+            return _reply(start_response, "200 OK", landing(), "text/html; charset=utf-8")
         return _reply(start_response, "404 Not Found", "not found\n", "text/plain")
 
     return app

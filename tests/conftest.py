@@ -45,7 +45,7 @@ def config_dict(sim: Simulator, **overrides: object) -> dict:
     targets += [{"customer_id": a.customer_id, "name": a.name} for a in CUSTOMER_ACCOUNTS]
     config: dict = {
         "splashify": {"base_url": sim.url, "api_key": "${TEST_SPLASHIFY_KEY}"},
-        "poll": {"interval": "10s"},
+        "poll": {"interval": "60s"},
         "targets": targets,
     }
     config.update(overrides)

@@ -104,7 +104,7 @@ def test_contract_example_parses_to_the_expected_objects(tmp_path: Path) -> None
             max_concurrency=8,
             requests_per_second=10.0,
         ),
-        poll=PollConfig(interval=300.0, lookback=21600.0, delay=1800.0),
+        poll=PollConfig(interval=300.0, lookback=21600.0, delay=1800.0, stale_after=3600.0),
         dimensions=(
             "CONVERSATION_CATEGORY",
             "CONVERSATION_DIRECTION",
@@ -152,7 +152,9 @@ def test_defaults_with_only_an_api_key_and_one_target() -> None:
     assert (config.splashify.timeout, config.splashify.max_retries) == (10.0, 4)
     assert config.splashify.max_concurrency == 8
     assert config.splashify.requests_per_second == 10.0
-    assert config.poll == PollConfig(interval=300.0, lookback=21600.0, delay=1800.0)
+    assert config.poll == PollConfig(
+        interval=300.0, lookback=21600.0, delay=1800.0, stale_after=3600.0
+    )
     assert config.dimensions == (
         "CONVERSATION_CATEGORY",
         "CONVERSATION_DIRECTION",
@@ -241,12 +243,27 @@ def test_filter_values_are_stored_in_canonical_order() -> None:
 
 
 def test_delay_may_be_zero() -> None:
-    config = parse(MINIMAL + "poll: {delay: 0, lookback: 31m, interval: 10s}\n")
-    assert config.poll == PollConfig(interval=10.0, lookback=1860.0, delay=0.0)
+    config = parse(MINIMAL + "poll: {delay: 0, lookback: 31m, interval: 11s, stale_after: 12s}\n")
+    assert config.poll == PollConfig(interval=11.0, lookback=1860.0, delay=0.0, stale_after=12.0)
 
 
 def test_lookback_may_be_exactly_interval_plus_delay_plus_a_bucket() -> None:
     assert parse(MINIMAL + "poll: {lookback: 6h, interval: 5h}\n").poll.interval == 18000.0
+
+
+@pytest.mark.parametrize(
+    ("poll", "stale_after"),
+    [
+        ("{}", 3600.0),
+        ("{interval: 30m}", 5400.0),
+        ("{interval: 11s}", 3600.0),
+        ("{interval: 30m, stale_after: 31m}", 1860.0),
+    ],
+)
+def test_stale_after_defaults_to_three_intervals_and_at_least_an_hour(
+    poll: str, stale_after: float
+) -> None:
+    assert parse(MINIMAL + f"poll: {poll}\n").poll.stale_after == stale_after
 
 
 def test_lookback_may_be_a_full_year() -> None:
@@ -422,7 +439,7 @@ ERRORS = [
     ),
     (
         MINIMAL + "poll: {intervall: 5m}\n",
-        "unknown key poll.intervall (one of interval, lookback, delay)",
+        "unknown key poll.intervall (one of interval, lookback, delay, stale_after)",
     ),
     (
         MINIMAL + "filters: {conversation_type: [REGULAR]}\n",
@@ -531,12 +548,26 @@ ERRORS = [
     (MINIMAL + "poll: {delay: -1s}\n", 'poll.delay: not a duration: "-1s"'),
     (MINIMAL + "poll: {lookback: 1w}\n", 'poll.lookback: not a duration: "1w"'),
     (
-        MINIMAL + "poll: {interval: 9s}\n",
-        "poll.interval: must be at least 10s, to spare the upstream rate budget",
+        MINIMAL + "poll: {interval: 0.5}\n",
+        "poll.interval: must be at least 1s",
     ),
     (
         MINIMAL + "poll: {interval: 0}\n",
-        "poll.interval: must be at least 10s, to spare the upstream rate budget",
+        "poll.interval: must be at least 1s",
+    ),
+    (
+        MINIMAL + "poll: {interval: 1h, stale_after: 1h}\n",
+        "poll.stale_after: must be longer than poll.interval (3600s), "
+        "or data would be dropped between two good polls",
+    ),
+    (
+        MINIMAL + "poll: {interval: 10s}\nsplashify: {api_key: k, timeout: 10s}\n",
+        "splashify.timeout: must be shorter than poll.interval (10s), "
+        "or one request could outlast a whole poll cycle",
+    ),
+    (
+        MINIMAL + "poll: {stale_after: 1x}\n",
+        'poll.stale_after: not a duration: "1x"',
     ),
     (
         MINIMAL + "poll: {lookback: 366d}\n",

@@ -11,11 +11,12 @@ def wrapped(*points: dict, waba_id: object = "115344761664057") -> dict:
     return {"conversation_analytics": {"data": [{"data_points": list(points)}]}, "id": waba_id}
 
 
-def test_the_documented_example() -> None:
+def test_the_documented_example_shape() -> None:
+    # The API page's example, with a half-hour bucket (its own example is MONTHLY).
     body = wrapped(
         {
             "start": 1693506600,
-            "end": 1696098600,
+            "end": 1693508400,
             "conversation": 1,
             "phone_number": "912240289385",
             "country": "KW",
@@ -26,7 +27,7 @@ def test_the_documented_example() -> None:
     answer = parse_answer(body, ALL)
     assert answer == Answer(
         "115344761664057",
-        (DataPoint(1693506600, 1696098600, 1, ("MARKETING", "", "REGULAR", "KW", "912240289385")),),
+        (DataPoint(1693506600, 1693508400, 1, ("MARKETING", "", "REGULAR", "KW", "912240289385")),),
     )
 
 
@@ -48,7 +49,7 @@ def test_unknown_enum_values_are_kept_as_they_come() -> None:
 
 def test_points_keep_their_order_and_numbers_as_strings_are_read() -> None:
     body = wrapped(
-        {"start": "3600", "end": "5400", "conversation": "4"},
+        {"start": "3600", "end": "5400", "conversation": " 4"},
         {"start": 0, "end": 1800, "conversation": 1},
     )
     assert [p.start for p in parse_answer(body, ()).points] == [3600, 0]
@@ -102,6 +103,12 @@ def test_non_string_dimension_values_become_strings_and_null_becomes_empty() -> 
         wrapped({"start": 0, "end": 1800, "conversation": 1.5}),
         wrapped({"start": 0, "end": 1800, "conversation": -1}),
         wrapped({"start": 0, "end": 1800, "conversation": None}),
+        wrapped({"start": 0, "end": 1800, "conversation": "²"}),
+        wrapped({"start": 0, "end": 1800, "conversation": "1" * 5000}),
+        # The API page's own example: a MONTHLY point is not a half-hour bucket.
+        wrapped({"start": 1693506600, "end": 1696098600, "conversation": 1}),
+        wrapped({"start": 900, "end": 2700, "conversation": 1}),
+        wrapped({"start": 0, "end": 3600, "conversation": 1}),
     ],
 )
 def test_malformed_answers_raise_bad_response(body: object) -> None:

@@ -53,19 +53,23 @@ class Harness:
     def __init__(self, sim: Simulator, clock: Clock, target: Target, delay: float = 1800) -> None:
         self.sim = sim
         self.config = Config(
-            splashify=SplashifyConfig(api_key=Secret(TEST_API_KEY), base_url=sim.url,
-                                      max_retries=0),
+            splashify=SplashifyConfig(
+                api_key=Secret(TEST_API_KEY), base_url=sim.url, max_retries=0
+            ),
             targets=(target,),
             poll=PollConfig(interval=300, lookback=6 * 3600, delay=delay),
             dimensions=DIMS,
         )
         self.registry = CollectorRegistry()
-        self.metrics = SelfMetrics(self.registry, [target.name])
-        self.store = SnapshotStore()
-        client = SplashifyClient(self.config.splashify, RequestLimiter(4, 1000),
-                                 on_response=self.metrics.count_response)
-        self.poller = TargetPoller(target, self.config, client, self.store, self.metrics,
-                                   clock=clock)
+        self.metrics = SelfMetrics(self.registry)
+        self.metrics.track_targets([target.name])
+        self.store = SnapshotStore(DIMS)
+        client = SplashifyClient(
+            self.config.splashify, RequestLimiter(4, 1000), on_response=self.metrics.count_response
+        )
+        self.poller = TargetPoller(
+            target, self.config, client, self.store, self.metrics, clock=clock
+        )
         self.target = target
 
     def snapshot(self):
@@ -82,8 +86,7 @@ class Harness:
 
     def expected_bucket(self, request, bucket: int) -> dict[tuple[str, ...], int]:
         counts: dict[tuple[str, ...], int] = {}
-        for point in self.sim.expected_points(request.account_waba_id, request.query,
-                                              request.time):
+        for point in self.sim.expected_points(request.account_waba_id, request.query, request.time):
             if point["start"] == bucket:
                 labels = tuple(point.get(k, "") for k in KEYS)
                 counts[labels] = counts.get(labels, 0) + point["conversation"]
@@ -92,22 +95,26 @@ class Harness:
     def labels_in_window(self, request) -> set[tuple[str, ...]]:
         return {
             tuple(point.get(k, "") for k in KEYS)
-            for point in self.sim.expected_points(request.account_waba_id, request.query,
-                                                  request.time)
+            for point in self.sim.expected_points(
+                request.account_waba_id, request.query, request.time
+            )
         }
 
     def expected_observed(self) -> dict[tuple[str, ...], int]:
         best: dict[tuple[int, tuple[str, ...]], int] = {}
         for request in self.answered():
             complete = latest_complete_bucket(request.time, self.config.poll.delay)
-            for point in self.sim.expected_points(request.account_waba_id, request.query,
-                                                  request.time):
+            for point in self.sim.expected_points(
+                request.account_waba_id, request.query, request.time
+            ):
                 if point["start"] <= complete:
                     key = (point["start"], tuple(point.get(k, "") for k in KEYS))
                     best[key] = max(best.get(key, 0), point["conversation"])
-        totals: dict[tuple[str, ...], int] = {}
+        # Every label set of every answered window has a series, at 0 until a bucket of it
+        # completes.
+        totals = dict.fromkeys(set().union(*map(self.labels_in_window, self.answered())), 0)
         for (_, labels), count in best.items():
-            totals[labels] = totals.get(labels, 0) + count
+            totals[labels] += count
         return totals
 
 
@@ -200,7 +207,7 @@ def test_nothing_is_lost_across_an_outage(sim: Simulator, clock: Clock) -> None:
     harness = Harness(sim, clock, Target(name="acme", waba_id=WABA.waba_id))
     assert harness.poller.poll()
     sim.set_fault(Fault.status(503))
-    for _ in range(8):  # two hours of failed polls: four buckets complete meanwhile
+    for _ in range(8):  # two hours of failed polls
         clock.now += 900
         assert not harness.poller.poll()
     sim.clear_faults()
@@ -210,8 +217,11 @@ def test_nothing_is_lost_across_an_outage(sim: Simulator, clock: Clock) -> None:
     assert observed == harness.expected_observed()
     # The four buckets that completed during the outage are in the counter.
     first, last = harness.answered()[0], harness.answered()[-1]
-    missed = range(latest_complete_bucket(first.time, 1800) + 1800,
-                   latest_complete_bucket(last.time, 1800) + 1800, 1800)
+    missed = range(
+        latest_complete_bucket(first.time, 1800) + 1800,
+        latest_complete_bucket(last.time, 1800) + 1800,
+        1800,
+    )
     assert len(missed) == 5
     assert all(sum(harness.expected_bucket(last, b).values()) > 0 for b in missed)
 
@@ -219,8 +229,7 @@ def test_nothing_is_lost_across_an_outage(sim: Simulator, clock: Clock) -> None:
 def test_revisions_add_their_difference(clock: Clock) -> None:
     # Buckets younger than an hour report only half their final count; with no delay the
     # exporter counts them at once and must add the rest when they are revised.
-    with Simulator(api_key=TEST_API_KEY, clock=clock, late_seconds=3600,
-                   late_fraction=0.5) as sim:
+    with Simulator(api_key=TEST_API_KEY, clock=clock, late_seconds=3600, late_fraction=0.5) as sim:
         harness = Harness(sim, clock, Target(name="acme", waba_id=WABA.waba_id), delay=0)
         assert harness.poller.poll()
         first = dict(harness.snapshot().observed)

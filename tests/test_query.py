@@ -10,6 +10,7 @@ from exporter.query import (
     query_window,
     waba_path,
 )
+from exporter.vocabulary import HISTORY_SECONDS
 
 
 def test_minimal_blob() -> None:
@@ -57,14 +58,21 @@ def test_the_api_pages_curl_example_encodes_the_same_way() -> None:
 @pytest.mark.parametrize(
     ("now", "lookback", "expected"),
     [
-        (10_000.0, 3600, (5400, 10_000)),
-        (10_000.9, 3600, (5400, 10_000)),  # end rounded down: never in the future
-        (7200.0, 3600, (3600, 7200)),
-        (7199.0, 1800, (3600, 7199)),  # 5399 aligns down: the oldest bucket comes whole
+        (10_000.0, 3600, (5400, 9940)),
+        (10_000.9, 3600, (5400, 9940)),  # end a margin behind now: never in the future
+        (7200.0, 3600, (3600, 7140)),
+        (7199.0, 1800, (3600, 7139)),  # 5399 aligns down: the oldest bucket comes whole
     ],
 )
 def test_query_window(now: float, lookback: float, expected: tuple[int, int]) -> None:
     assert query_window(now, lookback) == expected
+
+
+@pytest.mark.parametrize("now", [HISTORY_SECONDS + 100.0, HISTORY_SECONDS + 1800.0])
+def test_a_full_year_of_lookback_stays_inside_the_upstreams_history(now: float) -> None:
+    start, _ = query_window(now, HISTORY_SECONDS)
+    assert start % 1800 == 0
+    assert now - HISTORY_SECONDS <= start < now - HISTORY_SECONDS + 1800
 
 
 def test_align_down() -> None:

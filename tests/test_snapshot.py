@@ -1,14 +1,40 @@
 from exporter.snapshot import SnapshotStore, TargetSnapshot
 
+DIMS = ("COUNTRY",)
+
+
+def snap(name: str, success: bool = True, dimensions: tuple[str, ...] = DIMS) -> TargetSnapshot:
+    return TargetSnapshot(name, "1", success, 0.1, dimensions=dimensions)
+
 
 def test_a_view_never_changes_after_it_was_taken() -> None:
-    store = SnapshotStore()
-    store.put(TargetSnapshot("a", "1", True, 0.1))
+    store = SnapshotStore(DIMS)
+    store.put(snap("a"))
     view = store.current()
-    store.put(TargetSnapshot("b", "2", True, 0.1))
-    store.put(TargetSnapshot("a", "1", False, 0.2))
-    assert list(view) == ["a"]
-    assert view["a"].poll_success is True
-    assert set(store.current()) == {"a", "b"}
+    store.put(snap("b"))
+    store.put(snap("a", success=False))
+    assert list(view.snapshots) == ["a"]
+    assert view.snapshots["a"].poll_success is True
+    assert set(store.current().snapshots) == {"a", "b"}
     assert store.get("a").poll_success is False
     assert store.get("missing") is None
+
+
+def test_retain_keeps_named_targets_while_dimensions_stay() -> None:
+    store = SnapshotStore(DIMS)
+    store.put(snap("a"))
+    store.put(snap("b"))
+    store.retain(["a", "c"], DIMS)
+    assert set(store.current().snapshots) == {"a"}
+
+
+def test_retain_with_new_dimensions_forgets_everything_and_refuses_old_snapshots() -> None:
+    store = SnapshotStore(DIMS)
+    store.put(snap("a"))
+    store.retain(["a"], ("PHONE",))
+    assert store.current().dimensions == ("PHONE",)
+    assert store.current().snapshots == {}
+    store.put(snap("a"))  # a poll that started before the reload
+    assert store.get("a") is None
+    store.put(snap("a", dimensions=("PHONE",)))
+    assert store.get("a") is not None

@@ -32,7 +32,7 @@ def registry() -> CollectorRegistry:
 
 def test_routes(registry: CollectorRegistry) -> None:
     ready = [False]
-    app = make_app(registry, lambda: ready[0], landing_page(["acme", "<b>x</b>"]))
+    app = make_app(registry, lambda: ready[0], lambda: landing_page(["acme", "<b>x</b>"]))
     assert call(app, "/healthz")[0] == "200 OK"
     assert call(app, "/ready")[0] == "503 Service Unavailable"
     ready[0] = True
@@ -47,7 +47,7 @@ def test_routes(registry: CollectorRegistry) -> None:
 
 
 def test_openmetrics_is_negotiated(registry: CollectorRegistry) -> None:
-    app = make_app(registry, lambda: True, "")
+    app = make_app(registry, lambda: True, lambda: "")
     _, headers, body = call(
         app, "/metrics", HTTP_ACCEPT="application/openmetrics-text; version=1.0.0"
     )
@@ -59,7 +59,9 @@ def test_serves_on_ipv6_loopback(registry: CollectorRegistry) -> None:
     if not socket.has_ipv6:
         pytest.skip("no IPv6")
     try:
-        server = start_http_server(ListenAddress("::1", 0), make_app(registry, lambda: True, ""))
+        server = start_http_server(
+            ListenAddress("::1", 0), make_app(registry, lambda: True, lambda: "")
+        )
     except OSError:
         pytest.skip("IPv6 loopback not configured")
     try:
