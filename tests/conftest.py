@@ -65,7 +65,10 @@ def run_exporter(*args: str, timeout: float = 60) -> subprocess.CompletedProcess
     """`python -m exporter ARGS` to completion."""
     return subprocess.run(
         [sys.executable, "-m", "exporter", *args],
-        capture_output=True, text=True, timeout=timeout, env=exporter_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=exporter_env(),
     )
 
 
@@ -82,9 +85,18 @@ class ExporterProcess:
         self._log_path = log_path
         self._log = log_path.open("w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "exporter", *args,
-             "--web.listen-address", f"127.0.0.1:{self.port}"],
-            stdout=self._log, stderr=subprocess.STDOUT, text=True, env=exporter_env(),
+            [
+                sys.executable,
+                "-m",
+                "exporter",
+                *args,
+                "--web.listen-address",
+                f"127.0.0.1:{self.port}",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=exporter_env(),
         )
 
     def wait_ready(self, timeout: float = 30) -> None:
@@ -138,3 +150,29 @@ def start_exporter(tmp_path: Path) -> Iterator:
     yield start
     for process in started:
         process.stop()
+
+
+def expected_observed(
+    sim: Simulator, answered: list, delay: float, point_keys: list[str]
+) -> dict[tuple[str, ...], int]:
+    """What `whatsapp_conversations_observed_total` must read after these answered requests.
+
+    Computed independently of exporter/buckets.py: per bucket and label set, the highest count
+    any answer gave once the bucket was complete, summed; every label set of every answered
+    window has a series (0 until a bucket of it completes).
+    """
+    from exporter.buckets import latest_complete_bucket
+
+    best: dict[tuple[int, tuple[str, ...]], int] = {}
+    totals: dict[tuple[str, ...], int] = {}
+    for request in answered:
+        complete = latest_complete_bucket(request.time, delay)
+        for point in sim.expected_points(request.account_waba_id, request.query, request.time):
+            labels = tuple(point.get(key, "") for key in point_keys)
+            totals.setdefault(labels, 0)
+            if point["start"] <= complete:
+                key = (point["start"], labels)
+                best[key] = max(best.get(key, 0), point["conversation"])
+    for (_, labels), count in best.items():
+        totals[labels] += count
+    return totals

@@ -22,7 +22,7 @@ from exporter.selfmetrics import SelfMetrics
 from exporter.simulator import Fault, Simulator
 from exporter.snapshot import SnapshotStore
 from exporter.vocabulary import DIMENSIONS_BY_NAME
-from tests.conftest import CUSTOMER_ACCOUNTS, TEST_API_KEY, WABA_ACCOUNTS
+from tests.conftest import CUSTOMER_ACCOUNTS, TEST_API_KEY, WABA_ACCOUNTS, expected_observed
 
 DIMS = ("CONVERSATION_CATEGORY", "CONVERSATION_TYPE", "COUNTRY")
 KEYS = [DIMENSIONS_BY_NAME[d].point_key for d in DIMS]
@@ -101,21 +101,7 @@ class Harness:
         }
 
     def expected_observed(self) -> dict[tuple[str, ...], int]:
-        best: dict[tuple[int, tuple[str, ...]], int] = {}
-        for request in self.answered():
-            complete = latest_complete_bucket(request.time, self.config.poll.delay)
-            for point in self.sim.expected_points(
-                request.account_waba_id, request.query, request.time
-            ):
-                if point["start"] <= complete:
-                    key = (point["start"], tuple(point.get(k, "") for k in KEYS))
-                    best[key] = max(best.get(key, 0), point["conversation"])
-        # Every label set of every answered window has a series, at 0 until a bucket of it
-        # completes.
-        totals = dict.fromkeys(set().union(*map(self.labels_in_window, self.answered())), 0)
-        for (_, labels), count in best.items():
-            totals[labels] += count
-        return totals
+        return expected_observed(self.sim, self.answered(), self.config.poll.delay, KEYS)
 
 
 def test_a_poll_reports_the_simulators_counts(sim: Simulator, clock: Clock) -> None:
