@@ -92,7 +92,13 @@ class Exporter:
                 log.warning("web.listen_address changed: it takes effect after a restart")
             self._apply(config)
             if self._scheduler is not None:
-                sync_jobs(self._scheduler, self.pollers, config.poll.interval, self.stopping)
+                # Targets whose data the reload dropped (new dimensions) are polled at once.
+                unpolled = [
+                    p.target.name for p in self.pollers if not self.store.get(p.target.name)
+                ]
+                sync_jobs(
+                    self._scheduler, self.pollers, config.poll.interval, self.stopping, unpolled
+                )
             log.info("config reloaded: %d target(s)", len(config.targets))
 
     def start_polling(self) -> None:

@@ -13,7 +13,14 @@ import time
 from collections.abc import Sequence
 
 from exporter import __version__
-from exporter.config import Config, ConfigError, WebConfig, load_config, parse_listen_address
+from exporter.config import (
+    Config,
+    ConfigError,
+    ListenAddress,
+    WebConfig,
+    load_config,
+    parse_listen_address,
+)
 
 log = logging.getLogger("exporter")
 
@@ -25,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="whatsapp-exporter",
         description="Prometheus exporter for WhatsApp Business conversation analytics "
         "(Splashify partner API).",
+        epilog="Subcommand: `whatsapp-exporter backfill --help` writes past data for "
+        "promtool tsdb create-blocks-from openmetrics.",
     )
     parser.add_argument(
         "--config",
@@ -54,6 +63,13 @@ def _parser() -> argparse.ArgumentParser:
         help="run against the built-in simulated Splashify API (no config, no key)",
     )
     parser.add_argument(
+        "--demo.scenario",
+        dest="demo_scenario",
+        choices=["steady", "marketing-spike"],
+        default="steady",
+        help="traffic of the simulated API (with --demo; default steady)",
+    )
+    parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
     parser.add_argument("--log-format", default="text", choices=["text", "json"])
@@ -67,7 +83,14 @@ def _fail(message: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["backfill"]:
+        from exporter.backfill import main as backfill_main
+
+        return backfill_main(argv[1:])
     args = _parser().parse_args(argv)
+    if args.demo_scenario != "steady" and not args.demo:
+        return _fail("--demo.scenario: only with --demo")
     listen_override = None
     if args.listen_address is not None:
         try:
@@ -80,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Imported here: the simulator is not needed to run against the real API.
         from exporter.demo import demo_config, start_demo_simulator
 
-        simulator = start_demo_simulator()
+        simulator = start_demo_simulator(args.demo_scenario)
         config = demo_config(simulator, listen_override or WebConfig().listen_address)
     else:
         try:
@@ -103,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.once:
             return _run_once(config)
-        return _serve(config, None if args.demo else args.config)
+        return _serve(config, None if args.demo else args.config, listen_override)
     except KeyboardInterrupt:  # Ctrl-C during --once: no traceback
         return 130
     finally:
@@ -133,7 +156,7 @@ SHUTDOWN_GRACE_SECONDS = 1.0
 """How long a stop waits for polls in flight before leaving without them."""
 
 
-def _serve(config: Config, config_path: str | None) -> int:
+def _serve(config: Config, config_path: str | None, listen_override: ListenAddress | None) -> int:
     from exporter.app import Exporter
     from exporter.logs import add_secrets
     from exporter.web import landing_page, make_app, start_http_server
@@ -148,6 +171,8 @@ def _serve(config: Config, config_path: str | None) -> int:
             log.error("config reload failed, the running config stays: %s", error)
             exporter.metrics.reloaded(False)
             return False, str(error)
+        if listen_override is not None:  # the flag wins over the file, as at start-up
+            new = dataclasses.replace(new, web=WebConfig(listen_address=listen_override))
         add_secrets([new.splashify.api_key.reveal()])
         exporter.reload(new)
         exporter.metrics.reloaded(True)
@@ -202,18 +227,15 @@ def _leave_without_stragglers(grace: float) -> None:
     """Give polls in flight `grace` seconds, then exit without them.
 
     A request to a slow upstream can outlive any timeout we set (the timeout is per socket
-    read), and the interpreter would wait for its worker thread at exit. Nothing is lost by not
-    waiting: the exporter keeps no state beyond the process.
+    read), and the interpreter would wait for its worker thread at exit: concurrent.futures
+    joins its workers even when they are daemon threads, as APScheduler's are. Nothing is lost
+    by not waiting: the exporter keeps no state beyond the process.
     """
     deadline = time.monotonic() + grace
-    for thread in threading.enumerate():
-        if thread is threading.current_thread() or thread.daemon:
-            continue
+    others = [t for t in threading.enumerate() if t is not threading.current_thread()]
+    for thread in others:
         thread.join(max(0.0, deadline - time.monotonic()))
-    if any(
-        t.is_alive() and not t.daemon and t is not threading.current_thread()
-        for t in threading.enumerate()
-    ):
+    if any(thread.is_alive() for thread in others):
         log.info("leaving polls in flight behind")
         logging.shutdown()
         sys.stdout.flush()

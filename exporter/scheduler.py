@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timezone
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -51,10 +51,12 @@ def sync_jobs(
     pollers: Sequence[TargetPoller],
     interval: float,
     stopping: threading.Event,
+    poll_now: Collection[str] = (),
 ) -> None:
     """One job per poller (id: the target name); at start-up, and again after a reload.
 
-    A new target is polled at once; a target whose poller carried over keeps its schedule
+    A new target is polled at once, and so is every target named in `poll_now` (e.g. one
+    whose data a reload dropped); any other target whose poller carried over keeps its schedule
     (rescheduled only if the interval changed); a removed target's job goes.
     """
     wanted = {poller.target.name: poller for poller in pollers}
@@ -75,3 +77,5 @@ def sync_jobs(
             )
         elif job.trigger.interval.total_seconds() != interval:
             job.reschedule(trigger)
+        if job is not None and name in poll_now:
+            job.modify(next_run_time=datetime.now(timezone.utc))
