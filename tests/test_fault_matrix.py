@@ -28,8 +28,10 @@ ROWS: list[tuple[str, Fault, str | None]] = [
     ("http-502", Fault.status(502), "upstream"),
     ("http-429", Fault.rate_limited(), "rate_limited"),
     ("http-429-retry-after", Fault.rate_limited(retry_after="1"), "rate_limited"),
-    *[(f"graph-{code}", Fault.graph_error(code), "rate_limited")
-      for code in (4, 17, 32, 613, 80007, 130429)],
+    *[
+        (f"graph-{code}", Fault.graph_error(code), "rate_limited")
+        for code in (4, 17, 32, 613, 80007, 130429)
+    ],
     ("truncated-json", Fault.malformed_json(), "bad_response"),
     ("missing-key", Fault.missing_key(), None),  # "no data" upstream-style: not an error
     ("http-401", Fault.unauthorized(), "auth"),
@@ -90,17 +92,25 @@ def test_fault_matrix(matrix_simulator: Simulator, start_exporter, tmp_path: Pat
     sim = matrix_simulator
     by_name = {a.name: a for a in sim.accounts}
     config = {
-        "splashify": {"base_url": sim.url, "api_key": "${TEST_SPLASHIFY_KEY}", "timeout": "1s",
-                      "max_concurrency": 24, "requests_per_second": 200},
+        "splashify": {
+            "base_url": sim.url,
+            "api_key": "${TEST_SPLASHIFY_KEY}",
+            "timeout": "1s",
+            "max_concurrency": 24,
+            "requests_per_second": 200,
+        },
         "poll": {"interval": "2s"},
         "targets": [{"waba_id": a.waba_id, "name": a.name} for a in sim.accounts],
     }
-    exporter = start_exporter("--config", str(write_config(tmp_path / "c.yaml", config)),
-                              "--log-level", "debug")
+    exporter = start_exporter(
+        "--config", str(write_config(tmp_path / "c.yaml", config)), "--log-level", "debug"
+    )
     exporter.wait_ready()
     everyone = [a.name for a in sim.accounts]
-    all_up = lambda f: all(value(f, "whatsapp_exporter_poll_success", waba_name=n) == 1
-                           for n in everyone)  # noqa: E731
+
+    def all_up(f):
+        return all(value(f, "whatsapp_exporter_poll_success", waba_name=n) == 1 for n in everyone)
+
     baseline = wait_for(exporter, all_up, "every first poll to succeed")
 
     armed_at = time.time()
@@ -110,9 +120,12 @@ def test_fault_matrix(matrix_simulator: Simulator, start_exporter, tmp_path: Pat
     def failing(families) -> bool:
         return all(
             value(families, "whatsapp_exporter_poll_success", waba_name=name) == 0
-            and value(families, "whatsapp_exporter_poll_errors_total", waba_name=name,
-                      reason=reason) >= (DOWN_POLLS if name == "down" else 1)
-            for name, _, reason in ROWS if reason is not None
+            and value(
+                families, "whatsapp_exporter_poll_errors_total", waba_name=name, reason=reason
+            )
+            >= (DOWN_POLLS if name == "down" else 1)
+            for name, _, reason in ROWS
+            if reason is not None
         )
 
     during = wait_for(exporter, failing, "every faulty target to fail with its reason")
@@ -129,9 +142,10 @@ def test_fault_matrix(matrix_simulator: Simulator, start_exporter, tmp_path: Pat
         else:
             # The last good data is still served, unchanged.
             assert gauge_now == gauge_then, name
-            other = sum(value(during, "whatsapp_exporter_poll_errors_total", waba_name=name,
-                              reason=r) for r in ("auth", "permission", "not_found",
-                                                  "bad_request", "internal"))
+            other = sum(
+                value(during, "whatsapp_exporter_poll_errors_total", waba_name=name, reason=r)
+                for r in ("auth", "permission", "not_found", "bad_request", "internal")
+            )
             assert other == 0 or reason in ("auth", "permission", "not_found")
         observations[name] = (success, reason)
     for name in HEALTHY:
@@ -143,11 +157,14 @@ def test_fault_matrix(matrix_simulator: Simulator, start_exporter, tmp_path: Pat
 
     # Nothing lost: each counter equals the fold of every answer that was applied.
     for account in sim.accounts:
-        last_success = value(after, "whatsapp_exporter_last_success_timestamp_seconds",
-                             waba_name=account.name)
+        last_success = value(
+            after, "whatsapp_exporter_last_success_timestamp_seconds", waba_name=account.name
+        )
         answered = [
-            r for r in sim.requests_for(account.waba_id)
-            if r.status == 200 and r.time <= last_success
+            r
+            for r in sim.requests_for(account.waba_id)
+            if r.status == 200
+            and r.time <= last_success
             and (account.name in HEALTHY or not armed_at - 0.5 <= r.time <= cleared_at + 0.5)
         ]
         expected = expected_observed(sim, answered, 1800, POINT_KEYS)
