@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from exporter import __version__
 from exporter.config import (
@@ -21,6 +22,9 @@ from exporter.config import (
     load_config,
     parse_listen_address,
 )
+
+if TYPE_CHECKING:
+    from exporter.webconfig import WebSecurity
 
 log = logging.getLogger("exporter")
 
@@ -45,6 +49,12 @@ def _parser() -> argparse.ArgumentParser:
         dest="listen_address",
         metavar="HOST:PORT",
         help="address for /metrics; overrides web.listen_address (default 0.0.0.0:9477)",
+    )
+    parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="PATH",
+        help="TLS and basic auth for the endpoints (exporter-toolkit format)",
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
@@ -116,6 +126,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if listen_override is not None:
             config = dataclasses.replace(config, web=WebConfig(listen_address=listen_override))
 
+    security = None
+    if args.web_config_file is not None:
+        from exporter.webconfig import load_web_config
+
+        try:
+            security = load_web_config(args.web_config_file)
+        except ConfigError as error:
+            return _fail(str(error))
+
     if args.check_config:
         print(f"config OK: {_summary(config)}")
         return EXIT_OK
@@ -126,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.once:
             return _run_once(config)
-        return _serve(config, None if args.demo else args.config, listen_override)
+        return _serve(config, None if args.demo else args.config, listen_override, security)
     except KeyboardInterrupt:  # Ctrl-C during --once: no traceback
         return 130
     finally:
@@ -156,7 +175,12 @@ SHUTDOWN_GRACE_SECONDS = 1.0
 """How long a stop waits for polls in flight before leaving without them."""
 
 
-def _serve(config: Config, config_path: str | None, listen_override: ListenAddress | None) -> int:
+def _serve(
+    config: Config,
+    config_path: str | None,
+    listen_override: ListenAddress | None,
+    security: WebSecurity | None,
+) -> int:
     from exporter.app import Exporter
     from exporter.logs import add_secrets
     from exporter.web import landing_page, make_app, start_http_server
@@ -185,9 +209,13 @@ def _serve(config: Config, config_path: str | None, listen_override: ListenAddre
         lambda: landing_page(p.target.name for p in exporter.pollers),
         reload=reloader,
     )
+    if security is not None and security.users:
+        from exporter.webconfig import BasicAuth
+
+        app = BasicAuth(app, security.users)
     address = config.web.listen_address
     try:
-        server = start_http_server(address, app)
+        server = start_http_server(address, app, security.tls if security else None)
     except OSError as error:
         return _fail(f"web.listen_address: cannot listen on {address}: {error.strerror}")
     stop, reload_requested = threading.Event(), threading.Event()

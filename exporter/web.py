@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import logging
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
@@ -107,6 +108,10 @@ def make_app(
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A client that hung up, or failed the TLS handshake, is no reason for a traceback.
+        log.debug("request from %s failed", client_address, exc_info=True)
+
 
 class _ThreadingWSGIServer6(_ThreadingWSGIServer):
     address_family = socket.AF_INET6
@@ -117,9 +122,17 @@ class _QuietHandler(WSGIRequestHandler):
         log.debug("%s - %s", self.address_string(), format % args)
 
 
-def start_http_server(address: ListenAddress, app: WSGIApp) -> WSGIServer:
+def start_http_server(
+    address: ListenAddress, app: WSGIApp, tls: ssl.SSLContext | None = None
+) -> WSGIServer:
     """Bind (raising OSError when the address cannot be used) and serve in a daemon thread."""
     server_class = _ThreadingWSGIServer6 if ":" in address.host else _ThreadingWSGIServer
     server = make_server(address.host, address.port, app, server_class, _QuietHandler)
+    if tls is not None:
+        # The handshake happens on the first read, in the request's own thread, so a slow or
+        # broken client never holds up accept().
+        server.socket = tls.wrap_socket(
+            server.socket, server_side=True, do_handshake_on_connect=False
+        )
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     return server
