@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from exporter.query import AnalyticsQuery
 from exporter.simulator.fields import FieldsError, parse_fields
-from exporter.simulator.traffic import DEMO_ACCOUNTS, Point, SimAccount, answer_points
+from exporter.simulator.traffic import DEMO_ACCOUNTS, Campaign, Point, SimAccount, answer_points
 
 logger = logging.getLogger("exporter.simulator")
 
@@ -226,7 +226,8 @@ class Simulator:
 
     `clock` gives "now" for the data (buckets after it do not exist) and for the checks on
     `end` and `start`; inject one to make a test independent of the wall clock. The late-data
-    knob (`late_seconds`, `late_fraction`) is described in `traffic.observed_count`.
+    knob (`late_seconds`, `late_fraction`) is described in `traffic.observed_count`, and
+    `campaigns` (marketing bursts, e.g. for a spike scenario) in `traffic.Campaign`.
     """
 
     def __init__(
@@ -238,6 +239,7 @@ class Simulator:
         clock: Callable[[], float] = time.time,
         late_seconds: float = 0.0,
         late_fraction: float = 0.0,
+        campaigns: Iterable[Campaign] = (),
     ) -> None:
         if not 0.0 <= late_fraction <= 1.0:
             raise ValueError("late_fraction must be between 0 and 1")
@@ -251,6 +253,7 @@ class Simulator:
             raise ValueError("duplicate customer_id in accounts")
         self.late_seconds = late_seconds
         self.late_fraction = late_fraction
+        self.campaigns: tuple[Campaign, ...] = tuple(campaigns)
         self._address = (host, port)
         self._clock = clock
         self._lock = threading.Lock()
@@ -339,6 +342,7 @@ class Simulator:
             as_of,
             late_seconds=self.late_seconds,
             late_fraction=self.late_fraction,
+            campaigns=self.campaigns,
         )
 
     # -- faults --------------------------------------------------------------------------------
@@ -442,6 +446,7 @@ class Simulator:
             now,
             late_seconds=self.late_seconds,
             late_fraction=self.late_fraction,
+            campaigns=self.campaigns,
         )
         answer: dict[str, Any] = {}
         if points and kind == "flat":

@@ -162,6 +162,53 @@ def combos(account: SimAccount) -> tuple[Combo, ...]:
     return tuple(result)
 
 
+@dataclass(frozen=True, slots=True)
+class Campaign:
+    """A burst of business-initiated conversations of one category, as a campaign send causes.
+
+    Every bucket of account `waba_id` that starts in `[start, end)` (`end` None: no end) gets
+    `extra_per_half_hour` more conversations before rounding, spread over the account's
+    business-initiated combos of `category` in proportion to their base rates. A campaign does
+    not follow the daily curve: it goes out when it is sent. No campaign, no change: every count
+    without one is exactly what it was.
+    """
+
+    waba_id: str
+    start: int
+    end: int | None
+    extra_per_half_hour: float
+    category: str = "MARKETING"
+
+    def covers(self, account: SimAccount, bucket_start: int) -> bool:
+        return (
+            account.waba_id == self.waba_id
+            and self.start <= bucket_start
+            and (self.end is None or bucket_start < self.end)
+        )
+
+
+def _campaign_rate(
+    account: SimAccount, combo: Combo, bucket_start: int, campaigns: tuple[Campaign, ...]
+) -> float:
+    """Extra conversations (before rounding) that running campaigns add to `combo`'s bucket."""
+    extra = 0.0
+    for campaign in campaigns:
+        if (
+            combo.conversation_category != campaign.category
+            or combo.conversation_direction != "BUSINESS_INITIATED"
+            or not campaign.covers(account, bucket_start)
+        ):
+            continue
+        carriers = sum(
+            c.base_rate
+            for c in combos(account)
+            if c.conversation_category == campaign.category
+            and c.conversation_direction == "BUSINESS_INITIATED"
+        )
+        extra += campaign.extra_per_half_hour * combo.base_rate / carriers
+    return extra
+
+
 def daily_curve(account: SimAccount, bucket_start: int) -> float:
     """Relative volume of a half hour: 1 at 15:00 local time, 0.03 at 03:00 local time."""
     local_seconds = bucket_start + HALF_HOUR_SECONDS / 2 + account.utc_offset_minutes * 60
@@ -171,7 +218,12 @@ def daily_curve(account: SimAccount, bucket_start: int) -> float:
     return 0.03 + 0.97 * phase**2
 
 
-def final_count(account: SimAccount, combo: Combo, bucket_start: int) -> int:
+def final_count(
+    account: SimAccount,
+    combo: Combo,
+    bucket_start: int,
+    campaigns: tuple[Campaign, ...] = (),
+) -> int:
     """Conversations of `combo` in the half hour at `bucket_start`, once Meta's count settled."""
     if bucket_start % HALF_HOUR_SECONDS:
         raise ValueError(f"bucket_start {bucket_start} is not on a half-hour boundary")
@@ -185,6 +237,8 @@ def final_count(account: SimAccount, combo: Combo, bucket_start: int) -> int:
         bucket_start,
     )
     expected = combo.base_rate * daily_curve(account, bucket_start) * (0.6 + 0.8 * noise)
+    if campaigns:
+        expected += _campaign_rate(account, combo, bucket_start, campaigns)
     # Dithered rounding keeps small combos' averages right: a 0.3 rate is 1 in 30% of buckets.
     return math.floor(expected + dither)
 
@@ -197,6 +251,7 @@ def observed_count(
     *,
     late_seconds: float = 0.0,
     late_fraction: float = 0.0,
+    campaigns: tuple[Campaign, ...] = (),
 ) -> int:
     """What the upstream reports at `as_of` for one half hour of one combo.
 
@@ -211,7 +266,7 @@ def observed_count(
     settled = 1.0
     if late_seconds > 0 and as_of - bucket_end < late_seconds:
         settled = 1.0 - late_fraction
-    final = final_count(account, combo, bucket_start)
+    final = final_count(account, combo, bucket_start, campaigns)
     if as_of < bucket_end:
         return math.floor(final * settled * (as_of - bucket_start) / HALF_HOUR_SECONDS)
     return math.floor(final * settled)
@@ -286,6 +341,7 @@ def answer_points(
     *,
     late_seconds: float = 0.0,
     late_fraction: float = 0.0,
+    campaigns: tuple[Campaign, ...] = (),
 ) -> list[Point]:
     """The data points the upstream answers for `query` at time `as_of`, newest first.
 
@@ -321,6 +377,7 @@ def answer_points(
                     as_of,
                     late_seconds=late_seconds,
                     late_fraction=late_fraction,
+                    campaigns=campaigns,
                 )
                 for bucket in buckets
             )

@@ -1,0 +1,95 @@
+"""Demo scenarios: the simulator's campaign knob, and `--demo.scenario`."""
+
+from __future__ import annotations
+
+import calendar
+
+import pytest
+
+from exporter.demo import SPIKE_EXTRA_PER_HALF_HOUR, demo_campaigns
+from exporter.query import AnalyticsQuery
+from exporter.simulator import DEMO_ACCOUNTS, Simulator, answer_points
+from exporter.simulator.traffic import Campaign, combos, final_count
+from exporter.vocabulary import HALF_HOUR_SECONDS
+from tests.conftest import run_exporter
+
+ACME, GLOBEX = DEMO_ACCOUNTS[0], DEMO_ACCOUNTS[1]
+NOW = calendar.timegm((2025, 3, 12, 10, 47, 0))
+BUCKET = NOW - NOW % HALF_HOUR_SECONDS - HALF_HOUR_SECONDS  # complete at NOW
+CAMPAIGN = Campaign(ACME.waba_id, start=BUCKET, end=BUCKET + HALF_HOUR_SECONDS,
+                    extra_per_half_hour=500.0)
+
+
+def by_category(account, bucket: int, campaigns=()) -> dict[str, int]:
+    query = AnalyticsQuery(start=bucket, end=bucket + HALF_HOUR_SECONDS,
+                           dimensions=("CONVERSATION_CATEGORY", "CONVERSATION_DIRECTION"))
+    counts: dict[str, int] = {}
+    for point in answer_points(account, query, NOW, campaigns=campaigns):
+        key = f"{point['conversation_category']}/{point['conversation_direction']}"
+        counts[key] = counts.get(key, 0) + int(point["conversation"])
+    return counts
+
+
+def test_a_campaign_adds_business_initiated_marketing_to_its_buckets_only() -> None:
+    before, after = by_category(ACME, BUCKET), by_category(ACME, BUCKET, (CAMPAIGN,))
+    added = after["MARKETING/BUSINESS_INITIATED"] - before["MARKETING/BUSINESS_INITIATED"]
+    carriers = [c for c in combos(ACME)
+                if (c.conversation_category, c.conversation_direction)
+                == ("MARKETING", "BUSINESS_INITIATED")]
+    assert 500 - len(carriers) < added <= 500 + len(carriers)  # rounding, per combo
+    assert {k: v for k, v in after.items() if k != "MARKETING/BUSINESS_INITIATED"} == {
+        k: v for k, v in before.items() if k != "MARKETING/BUSINESS_INITIATED"
+    }
+    # Not before it started, not after it ended, not on another account.
+    for bucket in (BUCKET - HALF_HOUR_SECONDS, BUCKET + HALF_HOUR_SECONDS):
+        for combo in combos(ACME):
+            assert final_count(ACME, combo, bucket, (CAMPAIGN,)) == final_count(ACME, combo, bucket)
+    assert by_category(GLOBEX, BUCKET, (CAMPAIGN,)) == by_category(GLOBEX, BUCKET)
+
+
+def test_an_open_ended_campaign_never_stops() -> None:
+    forever = Campaign(ACME.waba_id, start=BUCKET, end=None, extra_per_half_hour=500.0)
+    later = BUCKET + 100 * HALF_HOUR_SECONDS
+    assert forever.covers(ACME, later) and not forever.covers(ACME, BUCKET - HALF_HOUR_SECONDS)
+
+
+def test_the_simulator_serves_its_campaigns() -> None:
+    query = AnalyticsQuery(start=BUCKET, end=BUCKET + HALF_HOUR_SECONDS)
+    with Simulator(clock=lambda: NOW, campaigns=[CAMPAIGN]) as sim:
+        assert sim.expected_points(ACME.waba_id, query, NOW) == answer_points(
+            ACME, query, NOW, campaigns=(CAMPAIGN,)
+        )
+    with Simulator(clock=lambda: NOW) as plain:
+        assert plain.campaigns == ()
+
+
+def test_demo_scenarios() -> None:
+    assert demo_campaigns("steady", NOW) == ()
+    (spike,) = demo_campaigns("marketing-spike", NOW)
+    assert spike.waba_id == ACME.waba_id
+    assert spike.extra_per_half_hour == SPIKE_EXTRA_PER_HALF_HOUR
+    # It covers the bucket the exporter reports from the start (1 to 1.5 hours back).
+    assert spike.covers(ACME, BUCKET - HALF_HOUR_SECONDS)
+    assert spike.start % HALF_HOUR_SECONDS == 0
+    with pytest.raises(ValueError, match="unknown demo scenario"):
+        demo_campaigns("tsunami", NOW)
+
+
+def test_demo_scenario_needs_demo(tmp_path) -> None:
+    result = run_exporter("--demo.scenario", "marketing-spike", "--once",
+                          "--config", str(tmp_path / "absent.yaml"))
+    assert result.returncode == 2
+    assert "--demo.scenario: only with --demo" in result.stderr
+
+
+def test_demo_once_with_the_spike() -> None:
+    result = run_exporter("--demo", "--demo.scenario", "marketing-spike", "--once")
+    assert result.returncode == 0, result.stderr
+    acme_marketing = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in result.stdout.splitlines()
+        if line.startswith("whatsapp_conversations{")
+        and 'waba_name="acme-india"' in line
+        and 'conversation_category="MARKETING"' in line
+    )
+    assert acme_marketing >= SPIKE_EXTRA_PER_HALF_HOUR - 10
