@@ -112,6 +112,30 @@ class ExporterProcess:
             time.sleep(0.1)
         raise AssertionError(f"exporter not ready after {timeout}s:\n{self.output()}")
 
+    def wait_alive(self, timeout: float = 20) -> None:
+        """Until /healthz answers: the server is up, polls may still be running."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            assert self.process.poll() is None, f"exporter exited early:\n{self.output()}"
+            assert time.monotonic() < deadline, f"exporter not up:\n{self.output()}"
+            time.sleep(0.1)
+
+    def wait_for(self, condition, what: str, timeout: float = 30) -> dict:
+        """Scrape until `condition(families)` holds; the families of that scrape."""
+        deadline = time.monotonic() + timeout
+        while True:
+            families = self.scrape()
+            if condition(families):
+                return families
+            assert self.process.poll() is None, f"exporter died:\n{self.output()}"
+            assert time.monotonic() < deadline, f"timed out waiting for {what}:\n{self.output()}"
+            time.sleep(0.2)
+
     def get(self, path: str, **kwargs: object) -> requests.Response:
         return requests.get(self.url + path, timeout=10, **kwargs)
 

@@ -71,17 +71,6 @@ def value(families, name: str, **labels: str) -> float | None:
     return None
 
 
-def wait_for(exporter, condition, what: str, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while True:
-        families = exporter.scrape()
-        if condition(families):
-            return families
-        assert exporter.process.poll() is None, f"exporter died:\n{exporter.output()}"
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-
-
 @pytest.fixture
 def matrix_simulator():
     with Simulator(api_key=TEST_API_KEY, accounts=accounts()) as sim:
@@ -111,7 +100,7 @@ def test_fault_matrix(matrix_simulator: Simulator, start_exporter, tmp_path: Pat
     def all_up(f):
         return all(value(f, "whatsapp_exporter_poll_success", waba_name=n) == 1 for n in everyone)
 
-    baseline = wait_for(exporter, all_up, "every first poll to succeed")
+    baseline = exporter.wait_for(all_up, "every first poll to succeed")
 
     armed_at = time.time()
     for name, fault, _ in ROWS:
@@ -128,7 +117,7 @@ def test_fault_matrix(matrix_simulator: Simulator, start_exporter, tmp_path: Pat
             if reason is not None
         )
 
-    during = wait_for(exporter, failing, "every faulty target to fail with its reason")
+    during = exporter.wait_for(failing, "every faulty target to fail with its reason")
     observations = {}
     for name, _, reason in ROWS:
         success = value(during, "whatsapp_exporter_poll_success", waba_name=name)
@@ -153,7 +142,7 @@ def test_fault_matrix(matrix_simulator: Simulator, start_exporter, tmp_path: Pat
 
     sim.clear_faults()
     cleared_at = time.time()
-    after = wait_for(exporter, all_up, "every target to recover")
+    after = exporter.wait_for(all_up, "every target to recover")
 
     # Nothing lost: each counter equals the fold of every answer that was applied.
     for account in sim.accounts:

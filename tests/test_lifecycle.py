@@ -16,20 +16,12 @@ def samples(families, name: str) -> dict[str, float]:
     return {s.labels["waba_name"]: s.value for s in families[name].samples}
 
 
-def wait_for(exporter, condition, what: str, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while True:
-        families = exporter.scrape()
-        if condition(families):
-            return families
-        assert exporter.process.poll() is None, exporter.output()
-        assert time.monotonic() < deadline, f"timed out waiting for {what}:\n{exporter.output()}"
-        time.sleep(0.2)
-
-
 def observed_sum(families, waba_name: str) -> float:
-    return sum(s.value for s in families["whatsapp_conversations_observed"].samples
-               if s.labels["waba_name"] == waba_name)
+    return sum(
+        s.value
+        for s in families["whatsapp_conversations_observed"].samples
+        if s.labels["waba_name"] == waba_name
+    )
 
 
 def test_ready_waits_for_every_first_poll_and_counts_failures_as_polled(
@@ -41,14 +33,7 @@ def test_ready_waits_for_every_first_poll_and_counts_failures_as_polled(
     config = config_dict(simulator)
     config["splashify"]["timeout"] = "5s"
     exporter = start_exporter("--config", str(write_config(tmp_path / "c.yaml", config)))
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if exporter.get("/healthz").status_code == 200:
-                break
-        except requests.ConnectionError:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+    exporter.wait_alive()
     assert exporter.get("/ready").status_code == 503  # the slow target is still being polled
     exporter.wait_ready()
     families = exporter.scrape()
@@ -59,8 +44,9 @@ def test_ready_waits_for_every_first_poll_and_counts_failures_as_polled(
 def test_reload_by_sighup_and_http(simulator, start_exporter, tmp_path: Path) -> None:
     kept, dropped, added = WABA_ACCOUNTS[0], WABA_ACCOUNTS[1], WABA_ACCOUNTS[2]
     path = tmp_path / "c.yaml"
-    first = config_dict(simulator, targets=[{"waba_id": a.waba_id, "name": a.name}
-                                            for a in (kept, dropped)])
+    first = config_dict(
+        simulator, targets=[{"waba_id": a.waba_id, "name": a.name} for a in (kept, dropped)]
+    )
     exporter = start_exporter("--config", str(write_config(path, first)))
     exporter.wait_ready()
     before = exporter.scrape()
@@ -68,15 +54,19 @@ def test_reload_by_sighup_and_http(simulator, start_exporter, tmp_path: Path) ->
     assert kept_total > 0
 
     # SIGHUP: one target removed, one added; the kept one keeps its counter.
-    second = config_dict(simulator, targets=[{"waba_id": a.waba_id, "name": a.name}
-                                             for a in (kept, added)])
+    second = config_dict(
+        simulator, targets=[{"waba_id": a.waba_id, "name": a.name} for a in (kept, added)]
+    )
     write_config(path, second)
     exporter.process.send_signal(signal.SIGHUP)
-    after = wait_for(exporter, lambda f: set(samples(f, "whatsapp_exporter_poll_success"))
-                     == {kept.name, added.name}, "the reload to take effect")
+    after = exporter.wait_for(
+        lambda f: set(samples(f, "whatsapp_exporter_poll_success")) == {kept.name, added.name},
+        "the reload to take effect",
+    )
     assert observed_sum(after, kept.name) >= kept_total
-    assert dropped.name not in {s.labels["waba_name"]
-                                for s in after["whatsapp_exporter_api_requests"].samples}
+    assert dropped.name not in {
+        s.labels["waba_name"] for s in after["whatsapp_exporter_api_requests"].samples
+    }
     assert after["whatsapp_exporter_config_last_reload_successful"].samples[0].value == 1
     assert after["whatsapp_exporter_targets"].samples[0].value == 2
 
@@ -84,8 +74,10 @@ def test_reload_by_sighup_and_http(simulator, start_exporter, tmp_path: Path) ->
     path.write_text(path.read_text().replace("targets:", "targetz:"))
     response = requests.post(exporter.url + "/-/reload", timeout=10)
     assert response.status_code == 500
-    assert response.text.strip() == "failed to reload config: unknown key targetz (one of " \
+    assert (
+        response.text.strip() == "failed to reload config: unknown key targetz (one of "
         "splashify, poll, dimensions, filters, targets, web)"
+    )
     families = exporter.scrape()
     assert families["whatsapp_exporter_config_last_reload_successful"].samples[0].value == 0
     assert set(samples(families, "whatsapp_exporter_poll_success")) == {kept.name, added.name}
@@ -107,8 +99,9 @@ def test_reload_with_new_dimensions_relabels_every_series(
     exporter.wait_ready()
     write_config(path, config_dict(simulator, dimensions=["COUNTRY"]))
     assert requests.post(exporter.url + "/-/reload", timeout=10).status_code == 200
-    families = wait_for(exporter, lambda f: f["whatsapp_conversations"].samples,
-                        "the relabelled series")
+    families = exporter.wait_for(
+        lambda f: f["whatsapp_conversations"].samples, "the relabelled series"
+    )
     label_sets = {tuple(sorted(s.labels)) for s in families["whatsapp_conversations"].samples}
     assert label_sets == {("country", "waba_id", "waba_name")}
 
@@ -120,12 +113,21 @@ def test_an_auth_failure_is_logged_once_per_change(simulator, start_exporter, tm
     exporter = start_exporter("--config", str(write_config(tmp_path / "c.yaml", config)))
     exporter.wait_ready()
     name = WABA_ACCOUNTS[0].name
-    wait_for(exporter, lambda f: sum(
-        s.value for s in f["whatsapp_exporter_poll_errors"].samples
-        if s.labels == {"waba_name": name, "reason": "auth"}) >= 3, "three auth failures")
+    exporter.wait_for(
+        lambda f: (
+            sum(
+                s.value
+                for s in f["whatsapp_exporter_poll_errors"].samples
+                if s.labels == {"waba_name": name, "reason": "auth"}
+            )
+            >= 3
+        ),
+        "three auth failures",
+    )
     simulator.clear_faults()
-    wait_for(exporter, lambda f: samples(f, "whatsapp_exporter_poll_success").get(name) == 1,
-             "recovery")
+    exporter.wait_for(
+        lambda f: samples(f, "whatsapp_exporter_poll_success").get(name) == 1, "recovery"
+    )
     lines = [line for line in exporter.output().splitlines() if f"target {name}" in line]
     assert len([line for line in lines if "ERROR" in line and "(auth)" in line]) == 1, lines
     assert any("recovered" in line for line in lines)
@@ -138,14 +140,7 @@ def test_sigterm_with_a_poll_in_flight_exits_promptly(
     config = config_dict(simulator)
     config["splashify"]["timeout"] = "30s"
     exporter = start_exporter("--config", str(write_config(tmp_path / "c.yaml", config)))
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if exporter.get("/healthz").status_code == 200:
-                break
-        except requests.ConnectionError:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+    exporter.wait_alive()
     time.sleep(0.5)  # every first poll is now waiting on the slow upstream
     assert exporter.get("/ready").status_code == 503
     started = time.monotonic()
@@ -169,11 +164,15 @@ def test_a_stale_target_loses_its_data_series(simulator, start_exporter, tmp_pat
         names = {s.labels["waba_name"] for s in families["whatsapp_conversations"].samples}
         return victim.name not in names and len(names) == len(DEMO_ACCOUNTS) - 1
 
-    families = wait_for(exporter, victim_gone, "the stale target's series to go")
+    families = exporter.wait_for(victim_gone, "the stale target's series to go")
     assert samples(families, "whatsapp_exporter_poll_success")[victim.name] == 0
-    assert victim.name not in {s.labels["waba_name"] for s in
-                               families["whatsapp_conversations_observed"].samples}
+    assert victim.name not in {
+        s.labels["waba_name"] for s in families["whatsapp_conversations_observed"].samples
+    }
     simulator.clear_faults()
-    wait_for(exporter, lambda f: victim.name in {s.labels["waba_name"] for s in
-                                                 f["whatsapp_conversations"].samples},
-             "the series to come back after recovery")
+    exporter.wait_for(
+        lambda f: (
+            victim.name in {s.labels["waba_name"] for s in f["whatsapp_conversations"].samples}
+        ),
+        "the series to come back after recovery",
+    )
