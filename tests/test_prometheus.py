@@ -19,18 +19,34 @@ pytestmark = pytest.mark.skipif(
 
 
 class Prometheus:
-    def __init__(self, tmp_path: Path, target: str) -> None:
+    """`prometheus` on an ephemeral loopback port, scraping `target` every second.
+
+    `config_text` replaces the generated config (it must scrape `target` itself); `data_dir`
+    is the TSDB directory, e.g. one that `promtool tsdb create-blocks-from` filled.
+    """
+
+    def __init__(
+        self,
+        tmp_path: Path,
+        target: str,
+        *,
+        config_text: str | None = None,
+        data_dir: Path | None = None,
+    ) -> None:
         self.url = f"http://127.0.0.1:{free_port()}"
         config = tmp_path / "prometheus.yml"
         config.write_text(
-            "global: {scrape_interval: 1s, scrape_timeout: 1s}\n"
+            config_text
+            or "global: {scrape_interval: 1s, scrape_timeout: 1s}\n"
             "scrape_configs:\n"
             "  - job_name: whatsapp\n"
             f"    static_configs: [{{targets: ['{target}']}}]\n"
         )
-        self._log = (tmp_path / "prometheus.log").open("w")
+        self.log_path = tmp_path / "prometheus.log"
+        self._log = self.log_path.open("w")
+        data = data_dir or tmp_path / "data"
         self.process = subprocess.Popen(
-            ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
+            ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={data}",
              f"--web.listen-address={self.url.removeprefix('http://')}"],
             stdout=self._log, stderr=subprocess.STDOUT,
         )
@@ -63,8 +79,8 @@ class Prometheus:
 def prometheus_for(tmp_path: Path) -> Iterator:
     servers: list[Prometheus] = []
 
-    def start(target: str) -> Prometheus:
-        servers.append(Prometheus(tmp_path, target))
+    def start(target: str, **options: object) -> Prometheus:
+        servers.append(Prometheus(tmp_path, target, **options))  # type: ignore[arg-type]
         return servers[-1]
 
     yield start
