@@ -58,11 +58,20 @@ class Exporter:
 
     def _apply(self, config: Config) -> None:
         """Point everything at `config`; reuse the poller of every unchanged target."""
-        limiter = RequestLimiter(
-            config.splashify.max_concurrency, config.splashify.requests_per_second, self.stopping
-        )
+        old = self.config if self._pollers else None
+        limits = (config.splashify.max_concurrency, config.splashify.requests_per_second)
+        if old is None or limits != (
+            old.splashify.max_concurrency,
+            old.splashify.requests_per_second,
+        ):
+            # Kept when unchanged: a fresh limiter beside the old one, still used by polls in
+            # flight, would let both budgets run at once.
+            self._limiter = RequestLimiter(*limits, self.stopping)
         client = SplashifyClient(
-            config.splashify, limiter, on_response=self.metrics.count_response, stop=self.stopping
+            config.splashify,
+            self._limiter,
+            on_response=self.metrics.count_response,
+            stop=self.stopping,
         )
         pollers: dict[str, TargetPoller] = {}
         for target in config.targets:
@@ -74,12 +83,17 @@ class Exporter:
                     target, config, client, self.store, self.metrics, clock=self._clock
                 )
             pollers[target.name] = poller
-        for name in self._pollers.keys() - pollers.keys():
-            self.metrics.forget(name)
-        self.store.retain(
-            (name for name, p in pollers.items() if self._pollers.get(name) is p),
+        for name, poller in self._pollers.items():
+            if pollers.get(name) is not poller:
+                poller.retire()  # before the store forgets it: its poll in flight is void
+                if name not in pollers:
+                    self.metrics.forget(name)
+        same_series = old is None or (old.dimensions, old.filters) == (
             config.dimensions,
+            config.filters,
         )
+        kept = [n for n, p in pollers.items() if same_series and self._pollers.get(n) is p]
+        self.store.retain(kept, config.dimensions)
         self.metrics.track_targets(list(pollers))
         self.collector.stale_after = config.poll.stale_after
         self._pollers = pollers

@@ -56,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="TLS and basic auth for the endpoints (exporter-toolkit format)",
     )
+    parser.add_argument(
+        "--web.enable-lifecycle",
+        dest="web_enable_lifecycle",
+        action="store_true",
+        help="serve POST /-/reload (SIGHUP reloads either way)",
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
         "--once",
@@ -145,7 +151,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.once:
             return _run_once(config)
-        return _serve(config, None if args.demo else args.config, listen_override, security)
+        return _serve(
+            config,
+            None if args.demo else args.config,
+            listen_override,
+            security,
+            lifecycle=args.web_enable_lifecycle,
+        )
     except KeyboardInterrupt:  # Ctrl-C during --once: no traceback
         return 130
     finally:
@@ -171,7 +183,7 @@ def _run_once(config: Config) -> int:
     return EXIT_OK if succeeded else EXIT_POLL_FAILED
 
 
-SHUTDOWN_GRACE_SECONDS = 1.0
+SHUTDOWN_GRACE_SECONDS = 0.8
 """How long a stop waits for polls in flight before leaving without them."""
 
 
@@ -180,17 +192,25 @@ def _serve(
     config_path: str | None,
     listen_override: ListenAddress | None,
     security: WebSecurity | None,
+    *,
+    lifecycle: bool = False,
 ) -> int:
     from exporter.app import Exporter
     from exporter.logs import add_secrets
     from exporter.web import landing_page, make_app, start_http_server
 
     exporter = Exporter(config)
+    reload_lock = threading.Lock()  # SIGHUP and /-/reload: one reload at a time, in order
 
     def reload_config() -> tuple[bool, str]:
-        assert config_path is not None
+        if config_path is None:
+            return False, "no config file to reload (--demo)"
+        with reload_lock:
+            return _reload(config_path)
+
+    def _reload(path: str) -> tuple[bool, str]:
         try:
-            new = load_config(config_path)
+            new = load_config(path)
         except ConfigError as error:
             log.error("config reload failed, the running config stays: %s", error)
             exporter.metrics.reloaded(False)
@@ -202,12 +222,11 @@ def _serve(
         exporter.metrics.reloaded(True)
         return True, f"config reloaded: {_summary(new)}"
 
-    reloader = reload_config if config_path is not None else None
     app = make_app(
         exporter.registry,
         exporter.is_ready,
         lambda: landing_page(p.target.name for p in exporter.pollers),
-        reload=reloader,
+        reload=reload_config if lifecycle else None,
     )
     if security is not None and security.users:
         from exporter.webconfig import BasicAuth
@@ -240,10 +259,9 @@ def _serve(
     while not stop.wait(0.2):
         if reload_requested.is_set():
             reload_requested.clear()
-            if reloader is None:
-                log.warning("SIGHUP ignored: no config file to reload (--demo)")
-            else:
-                reloader()
+            ok, message = reload_config()
+            if not ok and config_path is None:
+                log.warning("SIGHUP ignored: %s", message)
     exporter.stop()
     server.shutdown()
     server.server_close()

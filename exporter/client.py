@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import email.utils
 import json
+import math
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -45,12 +47,15 @@ class RetryPolicy:
     max_delay: float = 30.0
 
 
+_DELTA_SECONDS = re.compile(r"[0-9]{1,10}")
+
+
 def parse_retry_after(value: str | None, now: float) -> float | None:
     """Seconds to wait from a `Retry-After` header (delta-seconds or an HTTP date)."""
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
+    if _DELTA_SECONDS.fullmatch(value):  # ASCII digits only: `str.isdigit` also takes "²"
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -69,7 +74,8 @@ def _regain_minutes(value: object) -> float:
     if isinstance(value, dict):
         found = [_regain_minutes(v) for v in value.values()]
         own = value.get("estimated_time_to_regain_access")
-        if isinstance(own, int | float) and not isinstance(own, bool):
+        # json.loads accepts Infinity and NaN: neither is a time to wait.
+        if isinstance(own, int | float) and not isinstance(own, bool) and math.isfinite(own):
             found.append(float(own))
         return max(found, default=0.0)
     if isinstance(value, list):

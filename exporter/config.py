@@ -245,7 +245,34 @@ def parse_config(raw: object, environ: Mapping[str, str], base_dir: Path | None 
     if not isinstance(raw, dict):
         # Only the kind: a file holding just the API key must not be echoed.
         raise ConfigError("", f"the top level must be a mapping, got {_kind(raw)}")
-    return _Parser(environ, base_dir).config(raw)
+    parser = _Parser(environ, base_dir)
+    try:
+        return parser.config(raw)
+    except ConfigError as error:
+        raise _unexpanded(error, parser.expanded) from None
+
+
+_MIN_REDACTED_LENGTH = 4
+"""Shorter environment values ("1", "10s") are no secret, and replacing them would garble
+messages that happen to contain the same characters."""
+
+
+def _unexpanded(error: ConfigError, expanded: Mapping[str, str]) -> ConfigError:
+    """The error with every value that came from the environment shown as its `${NAME}`.
+
+    A secret put in the wrong field (`timeout: ${SPLASHIFY_API_KEY}`) must not be echoed back
+    by the message that rejects it.
+    """
+    message, text = error.message, str(error)
+    for value in sorted(expanded, key=len, reverse=True):
+        if len(value) >= _MIN_REDACTED_LENGTH:
+            message = message.replace(value, expanded[value])
+            text = text.replace(value, expanded[value])
+    if text == str(error):
+        return error
+    redacted = ConfigError("", text)  # the line as worded, whatever its shape
+    redacted.place, redacted.message = error.place, message
+    return redacted
 
 
 def parse_duration(value: str | float) -> float:
@@ -304,6 +331,8 @@ class _Parser:
     def __init__(self, environ: Mapping[str, str], base_dir: Path | None) -> None:
         self._environ = environ
         self._base_dir = base_dir
+        self.expanded: dict[str, str] = {}
+        """Value taken from the environment -> the `${NAME}` it came from."""
 
     def config(self, raw: dict[object, object]) -> Config:
         top = _section(raw, "", _KEYS[""])
@@ -334,6 +363,7 @@ class _Parser:
             name = match.group(1)
             if name not in self._environ:
                 raise ConfigError(place, f"environment variable {name} is not set")
+            self.expanded[self._environ[name]] = match.group(0)
             return self._environ[name]
 
         return _REFERENCE.sub(lookup, raw)

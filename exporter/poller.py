@@ -1,14 +1,16 @@
 """One target's poll: ask the client, parse, apply the bucket logic, swap in a snapshot.
 
 A `TargetPoller` is run by the scheduler, never twice at once for the same target
-(`max_instances=1`), so its own state (the observed counter, the customer's WABA id) needs no
-lock. A failure keeps the last good data: only `poll_success` and the duration change.
+(`max_instances=1`). A reload may reconfigure or retire it while a poll is in flight: that
+poll then writes nothing (a small lock guards the hand-over). A failure keeps the last good
+data: only `poll_success` and the duration change.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -28,6 +30,9 @@ from exporter.selfmetrics import SelfMetrics
 from exporter.snapshot import SnapshotStore, TargetSnapshot
 
 log = logging.getLogger(__name__)
+
+MAX_PAUSE_SECONDS = 3600.0
+"""A rate-limit pause never lasts longer than this, whatever the upstream's headers say."""
 
 POLL_BUDGET_SHARE = 0.8
 """A poll, retries included, may take this share of the interval, so it never runs into the next."""
@@ -68,21 +73,54 @@ class TargetPoller:
         self._waba_id = target.waba_id or ""
         self._last_error_reason: str | None = None
         self._paused_until = 0.0
+        self._lock = threading.Lock()
+        self._generation = 0
+        """Bumped when a reload changes what the series mean (dimensions, filters)."""
+        self.retired = False
 
     def reconfigure(self, config: Config, client: SplashifyClient) -> None:
         """Take a reloaded config for the same target, keeping what was counted.
 
         The counter's memory is keyed by label values: if the dimensions or filters changed,
-        it no longer describes the same series and starts afresh.
+        it no longer describes the same series and starts afresh. A poll in flight then finishes
+        for nothing: its answer was asked for under the old config.
         """
-        old = self._config
-        if (old.dimensions, old.filters) != (config.dimensions, config.filters):
-            self._observed = ObservedState()
-        self._config = config
-        self._client = client
+        with self._lock:
+            old = self._config
+            if (old.dimensions, old.filters) != (config.dimensions, config.filters):
+                self._observed = ObservedState()
+                self._generation += 1
+            self._config = config
+            self._client = client
+
+    def retire(self) -> None:
+        """The target was removed or redefined: a poll still in flight must write nothing."""
+        with self._lock:
+            self.retired = True
+
+    def _current(self, generation: int) -> bool:
+        return not self.retired and generation == self._generation
 
     def poll(self) -> bool:
-        """Poll once; True on success. Never raises: a failure is recorded, not propagated."""
+        """Poll once; True on success. Never raises: a failure is recorded, not propagated.
+
+        A poll whose config was replaced (new dimensions or filters) while it ran is repeated
+        at once with the new one, so that a reload never leaves a target without data.
+        """
+        while True:
+            outcome = self._poll_once()
+            if outcome is not None:
+                return outcome
+
+    def _poll_once(self) -> bool | None:
+        """One attempt; None when a reload superseded it."""
+        with self._lock:
+            if self.retired:
+                return False
+            # Everything this poll uses is taken once, so that a reload halfway through cannot
+            # mix the old question with the new way of reading the answer.
+            config, client, generation = self._config, self._client, self._generation
+            previous = self._observed
         now = self._clock()
         started = self._monotonic()
         if started < self._paused_until:
@@ -93,57 +131,66 @@ class TargetPoller:
                 self._paused_until - started,
             )
             return False
-        window_start, window_end = query_window(now, self._config.poll.lookback)
-        query = build_query(self._config, self.target, window_start, window_end)
-        deadline = started + self._config.poll.interval * POLL_BUDGET_SHARE
+        window_start, window_end = query_window(now, config.poll.lookback)
+        query = build_query(config, self.target, window_start, window_end)
+        deadline = started + config.poll.interval * POLL_BUDGET_SHARE
         try:
-            body = self._client.fetch(self.target, query, deadline)
-            answer = parse_answer(body, self._config.dimensions)
+            body = client.fetch(self.target, query, deadline)
+            answer = parse_answer(body, config.dimensions)
             evaluation = evaluate(
                 answer.points,
                 now=now,
-                delay=self._config.poll.delay,
+                delay=config.poll.delay,
                 window_start=window_start,
-                previous=self._observed,
+                previous=previous,
             )
         except Cancelled:
             return False
         except UpstreamError as error:
-            self._record_failure(error.reason, str(error), started, loud=_is_loud(error))
+            if not self._current(generation):
+                return None if not self.retired else False
+            self._record_failure(error.reason, str(error), started, config, loud=_is_loud(error))
             if isinstance(error, RateLimited) and error.retry_after:
-                self._paused_until = started + error.retry_after
+                pause = min(error.retry_after, MAX_PAUSE_SECONDS)
+                self._paused_until = started + pause
                 log.warning(
                     "target %s paused for %.0fs: the upstream asked us to wait",
                     self.target.name,
-                    error.retry_after,
+                    pause,
                 )
             return False
         except Exception as error:  # a bug of ours must not stop this target's schedule
             log.exception("poll of target %s failed unexpectedly", self.target.name)
-            self._record_failure(INTERNAL_REASON, repr(error), started, loud=False)
+            if self._current(generation):
+                self._record_failure(INTERNAL_REASON, repr(error), started, config, loud=False)
             return False
 
-        self._observed = evaluation.observed
+        waba_id = self._waba_id
         if self.target.customer_id is not None and answer.waba_id:
-            self._waba_id = answer.waba_id
+            waba_id = answer.waba_id
+        snapshot = TargetSnapshot(
+            target_name=self.target.name,
+            waba_id=waba_id,
+            poll_success=True,
+            poll_duration=self._monotonic() - started,
+            last_success=self._clock(),
+            bucket_start=evaluation.bucket_start,
+            conversations=evaluation.conversations,
+            observed=evaluation.observed.totals,
+            dimensions=config.dimensions,
+        )
+        with self._lock:
+            if not self._current(generation):
+                return None if not self.retired else False
+            self._observed = evaluation.observed
+            self._waba_id = waba_id
+        if not self._store.put(snapshot, accept=lambda: self._current(generation)):
+            return None if not self.retired else False
         if self._last_error_reason is not None:
             log.info(
                 "target %s recovered (was failing: %s)", self.target.name, self._last_error_reason
             )
             self._last_error_reason = None
-        self._store.put(
-            TargetSnapshot(
-                target_name=self.target.name,
-                waba_id=self._waba_id,
-                poll_success=True,
-                poll_duration=self._monotonic() - started,
-                last_success=self._clock(),
-                bucket_start=evaluation.bucket_start,
-                conversations=evaluation.conversations,
-                observed=evaluation.observed.totals,
-                dimensions=self._config.dimensions,
-            )
-        )
         log.debug(
             "polled %s: %d points, bucket %d",
             self.target.name,
@@ -152,7 +199,9 @@ class TargetPoller:
         )
         return True
 
-    def _record_failure(self, reason: str, message: str, started: float, *, loud: bool) -> None:
+    def _record_failure(
+        self, reason: str, message: str, started: float, config: Config, *, loud: bool
+    ) -> None:
         self._metrics.count_error(self.target.name, reason)
         # Log once per change of reason; repeats are visible in poll_errors_total.
         if reason != self._last_error_reason:
@@ -169,11 +218,11 @@ class TargetPoller:
                 self._waba_id,
                 False,
                 duration,
-                dimensions=self._config.dimensions,
+                dimensions=config.dimensions,
             )
         else:
             failed = dataclasses.replace(previous, poll_success=False, poll_duration=duration)
-        self._store.put(failed)
+        self._store.put(failed, accept=lambda: not self.retired)
 
 
 def _is_loud(error: UpstreamError) -> bool:

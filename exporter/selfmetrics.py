@@ -52,8 +52,12 @@ class SelfMetrics:
         self.reload_success_time.set(time.time())
         self._lock = threading.Lock()
         self._codes: dict[str, set[str]] = {}
+        self._tracked: frozenset[str] = frozenset()
 
     def track_targets(self, names: list[str]) -> None:
+        """The configured targets; counts for any other name (a removed target's poll still in
+        flight) are dropped, so that its series do not come back after `forget()`."""
+        self._tracked = frozenset(names)
         self.targets.set(len(names))
         # Every reason starts at 0, so that increase() sees the first error of a kind.
         for name in names:
@@ -62,20 +66,24 @@ class SelfMetrics:
 
     def forget(self, name: str) -> None:
         """Drop a removed target's series, so that they do not linger until a restart."""
-        for reason in ERROR_REASONS:
-            self.poll_errors.remove(name, reason)
         with self._lock:
-            codes = self._codes.pop(name, set())
-        for code in codes:
-            self.api_requests.remove(name, code)
+            self._tracked = self._tracked - {name}
+            for reason in ERROR_REASONS:
+                self.poll_errors.remove(name, reason)
+            for code in self._codes.pop(name, set()):
+                self.api_requests.remove(name, code)
 
     def count_response(self, target_name: str, code: str) -> None:
         with self._lock:
+            if target_name not in self._tracked:
+                return
             self._codes.setdefault(target_name, set()).add(code)
-        self.api_requests.labels(target_name, code).inc()
+            self.api_requests.labels(target_name, code).inc()
 
     def count_error(self, target_name: str, reason: str) -> None:
-        self.poll_errors.labels(target_name, reason).inc()
+        with self._lock:
+            if target_name in self._tracked:
+                self.poll_errors.labels(target_name, reason).inc()
 
     def reloaded(self, success: bool) -> None:
         self.reload_successful.set(1 if success else 0)

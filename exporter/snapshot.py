@@ -8,7 +8,7 @@ snapshots whose label sets do not match the dimensions it labels them with.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -50,23 +50,26 @@ class SnapshotStore:
         self._lock = threading.Lock()
         self._view = StoreView(dimensions, MappingProxyType({}))
 
-    def put(self, snapshot: TargetSnapshot) -> None:
+    def put(self, snapshot: TargetSnapshot, accept: Callable[[], bool] = lambda: True) -> bool:
+        """Swap `snapshot` in, unless `accept()` (asked under the lock) says its poll is void.
+
+        Asking under the lock makes the check and the write one step against `retain()`: a
+        poll that a reload retired cannot slip its snapshot in after the reload.
+        """
         with self._lock:
-            if snapshot.dimensions != self._view.dimensions:
-                # Made by a poll that started before a reload changed the dimensions: its label
-                # sets do not fit the metric any more.
-                return
+            if snapshot.dimensions != self._view.dimensions or not accept():
+                # Made by a poll that a reload overtook: its label sets may not fit any more.
+                return False
             updated = dict(self._view.snapshots)
             updated[snapshot.target_name] = snapshot
             self._view = StoreView(self._view.dimensions, MappingProxyType(updated))
+            return True
 
     def retain(self, target_names: Iterable[str], dimensions: tuple[str, ...]) -> None:
-        """After a reload: keep only these targets; forget everything if dimensions changed."""
+        """After a reload: keep only these targets' snapshots, under these dimensions."""
         keep = set(target_names)
         with self._lock:
-            kept = {}
-            if dimensions == self._view.dimensions:
-                kept = {n: s for n, s in self._view.snapshots.items() if n in keep}
+            kept = {n: s for n, s in self._view.snapshots.items() if n in keep}
             self._view = StoreView(dimensions, MappingProxyType(kept))
 
     def get(self, target_name: str) -> TargetSnapshot | None:

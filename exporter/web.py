@@ -70,8 +70,8 @@ def make_app(
             if reload is None:
                 return _reply(
                     start_response,
-                    "400 Bad Request",
-                    "nothing to reload: no config file (--demo)\n",
+                    "403 Forbidden",
+                    "Lifecycle API is not enabled (--web.enable-lifecycle)\n",
                     "text/plain",
                 )
             ok, message = reload()
@@ -118,6 +118,8 @@ class _ThreadingWSGIServer6(_ThreadingWSGIServer):
 
 
 class _QuietHandler(WSGIRequestHandler):
+    timeout = 30  # an idle or stalled client (TLS handshake included) does not hold a thread
+
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s - %s", self.address_string(), format % args)
 
@@ -134,5 +136,8 @@ def start_http_server(
         server.socket = tls.wrap_socket(
             server.socket, server_side=True, do_handshake_on_connect=False
         )
-    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    # A short poll interval lets shutdown() return quickly on SIGTERM.
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="http", daemon=True
+    ).start()
     return server

@@ -5,7 +5,7 @@ The file has the exporter-toolkit format (the one node_exporter and Prometheus i
     tls_server_config:
       cert_file: server.crt
       key_file: server.key
-      client_auth_type: RequireAndVerifyClientCert   # optional
+      client_auth_type: RequireAndVerifyClientCert   # or VerifyClientCertIfGiven
       client_ca_file: ca.crt                         # with a client_auth_type that verifies
       min_version: TLS12                             # optional: TLS12 (default) or TLS13
     basic_auth_users:
@@ -21,6 +21,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import ssl
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -34,14 +35,15 @@ import yaml
 from exporter.config import ConfigError
 
 _TLS_KEYS = ("cert_file", "key_file", "client_auth_type", "client_ca_file", "min_version")
-_CLIENT_AUTH: dict[str, tuple[ssl.VerifyMode, bool]] = {
-    # name -> (verify mode, needs client_ca_file)
-    "NoClientCert": (ssl.CERT_NONE, False),
-    "RequestClientCert": (ssl.CERT_OPTIONAL, False),
-    "VerifyClientCertIfGiven": (ssl.CERT_OPTIONAL, True),
-    "RequireAndVerifyClientCert": (ssl.CERT_REQUIRED, True),
+_CLIENT_AUTH: dict[str, ssl.VerifyMode] = {
+    # exporter-toolkit's names for what Python's ssl module can do. RequestClientCert and
+    # RequireAnyClientCert (accept a certificate without verifying it) are not among them.
+    "NoClientCert": ssl.CERT_NONE,
+    "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
+    "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
 }
 _MIN_VERSIONS = {"TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
+_BCRYPT = re.compile(r"\$2[aby]\$[0-9]{2}\$[./A-Za-z0-9]{53}")
 UNPROTECTED_PATHS = frozenset({"/healthz"})
 """A liveness probe (e.g. Docker's HEALTHCHECK) needs no credentials; it reveals nothing."""
 
@@ -110,8 +112,14 @@ def _tls(section: object, base: Path) -> ssl.SSLContext:
             "--web.config.file: tls_server_config.client_auth_type",
             f"one of {', '.join(_CLIENT_AUTH)}",
         )
-    mode, needs_ca = _CLIENT_AUTH[auth_type]
-    if needs_ca or section.get("client_ca_file"):
+    mode = _CLIENT_AUTH[auth_type]
+    if mode == ssl.CERT_NONE and section.get("client_ca_file"):
+        # As exporter-toolkit: a CA without a policy would silently verify nothing.
+        raise ConfigError(
+            "--web.config.file: tls_server_config.client_ca_file",
+            "set client_auth_type too, or client certificates are not checked",
+        )
+    if mode != ssl.CERT_NONE:
         try:
             context.load_verify_locations(file("client_ca_file"))
         except (OSError, ssl.SSLError) as exc:
@@ -132,7 +140,7 @@ def _users(section: object) -> dict[str, bytes]:
         place = f"--web.config.file: basic_auth_users.{name}"
         if not isinstance(name, str) or not isinstance(hashed, str):
             raise ConfigError(place, "expected user: bcrypt-hash")
-        if not hashed.startswith(("$2a$", "$2b$", "$2y$")):
+        if not _BCRYPT.fullmatch(hashed):
             raise ConfigError(place, "not a bcrypt hash (make one with htpasswd -nBC 10)")
         users[name] = hashed.encode()
     return users
@@ -145,13 +153,15 @@ class BasicAuth:
     of the credentials, so a scraper that sends the same credentials every 15 s pays it once.
     """
 
-    _DUMMY = bcrypt.hashpw(b"dummy", bcrypt.gensalt(4))
-
     def __init__(self, app: Callable[..., Any], users: Mapping[str, bytes]) -> None:
         self._app = app
         self._users = dict(users)
         self._verified: set[bytes] = set()
         self._lock = threading.Lock()
+        # Checked for unknown users, at the highest configured cost, so that answering "no
+        # such user" takes as long as "wrong password".
+        cost = max((int(h.split(b"$")[2]) for h in users.values()), default=10)
+        self._dummy = bcrypt.hashpw(b"dummy", bcrypt.gensalt(cost))
 
     def _allowed(self, header: str) -> bool:
         scheme, _, encoded = header.partition(" ")
@@ -166,8 +176,12 @@ class BasicAuth:
             if any(hmac.compare_digest(fingerprint, known) for known in self._verified):
                 return True
         # An unknown user still costs a bcrypt check, so timing does not tell users apart.
-        hashed = self._users.get(user, self._DUMMY)
-        if not bcrypt.checkpw(password.encode(), hashed) or user not in self._users:
+        hashed = self._users.get(user, self._dummy)
+        try:
+            matches = bcrypt.checkpw(password.encode(), hashed)
+        except ValueError:  # bcrypt refuses passwords over 72 bytes
+            return False
+        if not matches or user not in self._users:
             return False
         with self._lock:
             self._verified.add(fingerprint)

@@ -1281,3 +1281,12 @@ def test_yaml_merge_keys_may_repeat_a_key(tmp_path: Path) -> None:
     )
     second = load_config(path, {}).targets[1]
     assert (second.waba_id, second.name, second.phone_numbers) == ("2", "second", ("9",))
+
+
+def test_a_secret_put_in_the_wrong_field_is_not_echoed() -> None:
+    secret = "pk_live_9f8e7d6c5b4a"
+    text = "splashify: {api_key: '${KEY}', timeout: '${KEY}'}\ntargets: [{waba_id: '1'}]\n"
+    with pytest.raises(ConfigError) as caught:
+        parse(text, {"KEY": secret})
+    assert str(caught.value) == 'splashify.timeout: not a duration: "${KEY}"'
+    assert secret not in caught.value.message

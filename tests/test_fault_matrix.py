@@ -23,7 +23,7 @@ LABELS = [d.label for d in DIMENSIONS]
 
 # (row name, fault, reason counted, poll_success while armed)
 ROWS: list[tuple[str, Fault, str | None]] = [
-    ("timeout", Fault.slow(3), "timeout"),
+    ("timeout", Fault.slow(2), "timeout"),
     ("http-500", Fault.status(500), "upstream"),
     ("http-502", Fault.status(502), "upstream"),
     ("http-429", Fault.rate_limited(), "rate_limited"),
@@ -84,11 +84,11 @@ def test_fault_matrix(matrix_simulator: Simulator, start_exporter, tmp_path: Pat
         "splashify": {
             "base_url": sim.url,
             "api_key": "${TEST_SPLASHIFY_KEY}",
-            "timeout": "1s",
+            "timeout": "0.5s",
             "max_concurrency": 24,
             "requests_per_second": 200,
         },
-        "poll": {"interval": "2s"},
+        "poll": {"interval": "4s"},
         "targets": [{"waba_id": a.waba_id, "name": a.name} for a in sim.accounts],
     }
     exporter = start_exporter(
@@ -139,6 +139,33 @@ def test_fault_matrix(matrix_simulator: Simulator, start_exporter, tmp_path: Pat
         observations[name] = (success, reason)
     for name in HEALTHY:
         assert value(during, "whatsapp_exporter_poll_success", waba_name=name) == 1
+    # Transient faults were retried within the poll budget (more attempts than failed polls);
+    # permanent ones were not (one attempt per failed poll).
+    retried = {
+        "timeout": "error",
+        "http-500": "500",
+        "http-502": "502",
+        "http-429": "429",
+        "http-429-retry-after": "429",
+        "down": "error",
+    }
+    for name, code in retried.items():
+        attempts = value(during, "whatsapp_exporter_api_requests_total", waba_name=name, code=code)
+        failures = value(
+            during,
+            "whatsapp_exporter_poll_errors_total",
+            waba_name=name,
+            reason=dict((r[0], r[2]) for r in ROWS)[name],
+        )
+        assert attempts > failures, (name, attempts, failures)
+    for name, code in (("http-401", "401"), ("http-403", "403"), ("http-404", "404")):
+        attempts = value(during, "whatsapp_exporter_api_requests_total", waba_name=name, code=code)
+        assert attempts == value(
+            during,
+            "whatsapp_exporter_poll_errors_total",
+            waba_name=name,
+            reason=dict((r[0], r[2]) for r in ROWS)[name],
+        )
 
     sim.clear_faults()
     cleared_at = time.time()

@@ -7,6 +7,9 @@ any poll saw once the bucket was complete, summed.
 
 from __future__ import annotations
 
+import dataclasses
+import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 
@@ -50,7 +53,14 @@ def sim(clock: Clock) -> Iterator[Simulator]:
 
 
 class Harness:
-    def __init__(self, sim: Simulator, clock: Clock, target: Target, delay: float = 1800) -> None:
+    def __init__(
+        self,
+        sim: Simulator,
+        clock: Clock,
+        target: Target,
+        delay: float = 1800,
+        monotonic: Clock | None = None,
+    ) -> None:
         self.sim = sim
         self.config = Config(
             splashify=SplashifyConfig(
@@ -64,11 +74,12 @@ class Harness:
         self.metrics = SelfMetrics(self.registry)
         self.metrics.track_targets([target.name])
         self.store = SnapshotStore(DIMS)
-        client = SplashifyClient(
+        self.client = SplashifyClient(
             self.config.splashify, RequestLimiter(4, 1000), on_response=self.metrics.count_response
         )
         self.poller = TargetPoller(
-            target, self.config, client, self.store, self.metrics, clock=clock
+            target, self.config, self.client, self.store, self.metrics, clock=clock,
+            monotonic=monotonic or time.monotonic,
         )
         self.target = target
 
@@ -230,3 +241,52 @@ def test_revisions_add_their_difference(clock: Clock) -> None:
         early = harness.expected_bucket(harness.answered()[0], bucket)
         late = harness.expected_bucket(harness.answered()[-1], bucket)
         assert sum(late.values()) > sum(early.values())
+
+
+def test_a_reload_during_a_poll_never_mixes_old_and_new_dimensions(
+    sim: Simulator, clock: Clock
+) -> None:
+    harness = Harness(sim, clock, Target(name="acme", waba_id=WABA.waba_id))
+    sim.set_fault(Fault.slow(0.6), times=1)
+    polling = threading.Thread(target=harness.poller.poll)
+    polling.start()
+    time.sleep(0.2)  # the poll is waiting for its (old-dimension) answer
+    new_config = dataclasses.replace(harness.config, dimensions=("COUNTRY",))
+    harness.store.retain([], ("COUNTRY",))
+    harness.poller.reconfigure(new_config, harness.client)
+    polling.join()
+    snapshot = harness.snapshot()
+    # The superseded poll was repeated at once with the new dimensions, and only that counted.
+    assert snapshot.dimensions == ("COUNTRY",)
+    assert {len(labels) for labels in snapshot.observed} == {1}
+    assert [r.query.dimensions for r in harness.answered()] == [DIMS, ("COUNTRY",)]
+
+
+def test_a_retired_poller_writes_nothing(sim: Simulator, clock: Clock) -> None:
+    harness = Harness(sim, clock, Target(name="acme", waba_id=WABA.waba_id))
+    sim.set_fault(Fault.slow(0.6), times=1)
+    polling = threading.Thread(target=harness.poller.poll)
+    polling.start()
+    time.sleep(0.2)
+    harness.poller.retire()
+    harness.store.retain([], DIMS)
+    polling.join()
+    assert harness.snapshot() is None
+    assert harness.poller.poll() is False and len(sim.requests) == 1
+
+
+def test_a_rate_limited_target_pauses_for_as_long_as_asked_and_at_most_an_hour(
+    sim: Simulator, clock: Clock
+) -> None:
+    monotonic = Clock(1000.0)
+    harness = Harness(sim, clock, Target(name="acme", waba_id=WABA.waba_id), monotonic=monotonic)
+    sim.set_fault(Fault.rate_limited(retry_after="7200"), times=1)
+    assert harness.poller.poll() is False
+    assert harness.errors("rate_limited") == 1
+    for elapsed in (1, 1800, 3599):  # paused: no request goes out
+        monotonic.now = 1000.0 + elapsed
+        assert harness.poller.poll() is False
+    assert len(sim.requests) == 1
+    monotonic.now = 1000.0 + 3600  # capped at an hour, not the 2h asked for
+    assert harness.poller.poll() is True
+    assert len(sim.requests) == 2

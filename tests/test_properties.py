@@ -98,3 +98,6 @@ def test_usage_header_examples() -> None:
     assert regain_access_seconds({"X-App-Usage": '{"call_count": 95}'}) is None
     assert regain_access_seconds({"X-App-Usage": "not json"}) is None
     assert regain_access_seconds({}) is None
+    infinite = '{"estimated_time_to_regain_access": Infinity}'
+    assert regain_access_seconds({"X-App-Usage": infinite}) is None
+    assert parse_retry_after("\u00b2", 0) is None  # a digit to str.isdigit, not to HTTP

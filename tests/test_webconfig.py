@@ -56,6 +56,7 @@ def test_basic_auth_middleware() -> None:
     assert call(app, "/metrics", basic("prom", "s3cret")) == "200 OK"
     assert call(app, "/metrics", basic("prom", "s3cret")) == "200 OK"  # remembered
     assert call(app, "/healthz") == "200 OK"  # liveness needs no credentials
+    assert call(app, "/metrics", basic("prom", "x" * 100)) == "401 Unauthorized"  # > 72 bytes
 
 
 @pytest.mark.parametrize(
@@ -113,3 +114,36 @@ def test_tls_and_basic_auth_end_to_end(simulator, start_exporter, certificate, t
         requests.get(exporter.url + "/metrics", timeout=5)  # plain HTTP is not served
     assert requests.get(url + "/metrics", verify=str(cert), auth=("prom", "s3cret"),
                         timeout=5).status_code == 200, "a failed plain request broke nothing"
+
+
+@pytest.mark.parametrize(
+    ("tls", "message"),
+    [
+        ("client_auth_type: RequestClientCert", "client_auth_type: one of NoClientCert"),
+        ("client_ca_file: server.crt", "set client_auth_type too"),
+        ("client_auth_type: RequireAndVerifyClientCert", "client_ca_file: required"),
+    ],
+)
+def test_client_certificate_settings_python_cannot_honour_are_refused(
+    certificate, tmp_path: Path, tls: str, message: str
+) -> None:
+    cert, key = certificate
+    path = tmp_path / "web.yml"
+    path.write_text(
+        f"tls_server_config: {{cert_file: {cert.name}, key_file: {key.name}, {tls}}}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_web_config(str(path))
+    assert message in str(caught.value)
+
+
+def test_required_client_certificates_are_verified(certificate, tmp_path: Path) -> None:
+    cert, key = certificate
+    path = tmp_path / "web.yml"
+    path.write_text(
+        f"tls_server_config: {{cert_file: {cert.name}, key_file: {key.name}, "
+        f"client_auth_type: RequireAndVerifyClientCert, client_ca_file: {cert.name}}}\n"
+    )
+    import ssl
+
+    assert load_web_config(str(path)).tls.verify_mode == ssl.CERT_REQUIRED

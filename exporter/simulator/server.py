@@ -25,14 +25,13 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from exporter.query import AnalyticsQuery
 from exporter.simulator.fields import FieldsError, parse_fields
 from exporter.simulator.traffic import DEMO_ACCOUNTS, Campaign, Point, SimAccount, answer_points
+from exporter.vocabulary import HISTORY_SECONDS
 
 logger = logging.getLogger("exporter.simulator")
 
 _WABA_ROUTE = re.compile(r"/api/(v\d+\.\d+)/([^/]+)")
 _CUSTOMER_ROUTE = re.compile(r"/api/v1/partner/customers/([^/]+)/whatsapp/analytics/conversations")
 
-HISTORY_SECONDS = 365 * 86400
-"""How far back the upstream keeps analytics; an older `start` is an error."""
 FUTURE_TOLERANCE_SECONDS = 5.0
 """Slack for clock skew before an `end` counts as in the future."""
 CALLS_PER_HOUR = 200
@@ -196,6 +195,10 @@ def _json(status: int, body: object, headers: dict[str, str] | None = None) -> _
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     simulator: Simulator
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A client that gave up (timeout, shutdown) before a slow answer is normal here.
+        logger.debug("client %s went away", client_address, exc_info=True)
 
 
 class _Handler(BaseHTTPRequestHandler):
