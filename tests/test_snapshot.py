@@ -28,13 +28,18 @@ def test_retain_keeps_named_targets_while_dimensions_stay() -> None:
     assert set(store.current().snapshots) == {"a"}
 
 
-def test_retain_with_new_dimensions_forgets_everything_and_refuses_old_snapshots() -> None:
+def test_new_dimensions_refuse_snapshots_made_under_the_old_ones() -> None:
     store = SnapshotStore(DIMS)
     store.put(snap("a"))
-    store.retain(["a"], ("PHONE",))
+    store.retain([], ("PHONE",))  # the reload decided nothing keeps its data
     assert store.current().dimensions == ("PHONE",)
     assert store.current().snapshots == {}
-    store.put(snap("a"))  # a poll that started before the reload
+    assert store.put(snap("a")) is False  # a poll that started before the reload
     assert store.get("a") is None
-    store.put(snap("a", dimensions=("PHONE",)))
-    assert store.get("a") is not None
+    assert store.put(snap("a", dimensions=("PHONE",))) is True
+
+
+def test_put_asks_accept_under_the_lock() -> None:
+    store = SnapshotStore(DIMS)
+    assert store.put(snap("a"), accept=lambda: False) is False
+    assert store.get("a") is None
