@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import calendar
+import contextlib
 import logging
 import math
 import os
@@ -63,14 +64,12 @@ from exporter.parse import parse_answer
 from exporter.poller import build_query
 from exporter.query import query_window
 from exporter.ratelimit import RequestLimiter
-from exporter.vocabulary import DIMENSIONS_BY_NAME, HALF_HOUR_SECONDS, DataPoint
+from exporter.vocabulary import DIMENSIONS_BY_NAME, HALF_HOUR_SECONDS, HISTORY_SECONDS, DataPoint
 
 log = logging.getLogger("exporter.backfill")
 
 EXIT_OK, EXIT_FETCH_FAILED, EXIT_USAGE = 0, 1, 2
 
-HISTORY_LIMIT_SECONDS = 365 * 86400
-"""The upstream answers at most a year back; an older `start` is an error, not an empty answer."""
 CHUNK_SECONDS = 86400
 """History is read a day per request: a few thousand points per answer."""
 FETCH_BUDGET_SECONDS = 300.0
@@ -404,7 +403,7 @@ def plan(args: argparse.Namespace, config: Config, now: float) -> Plan:
         raise UsageError("--end: in the future (the upstream has nothing there)")
     if start >= end:
         raise UsageError("--start: must be before --end")
-    oldest = now - HISTORY_LIMIT_SECONDS + config.poll.lookback + HALF_HOUR_SECONDS
+    oldest = now - HISTORY_SECONDS + config.poll.lookback + HALF_HOUR_SECONDS
     if start < oldest:
         raise UsageError(
             "--start: too old; the upstream keeps 365 days and a sample needs poll.lookback "
@@ -448,9 +447,14 @@ def run(config: Config, the_plan: Plan, out_path: str) -> tuple[int, int]:
     if out_path == "-":
         return write_openmetrics(sys.stdout, targets, times, dimension_labels, the_plan.labels)
     partial = out_path + ".partial"
-    with open(partial, "w", encoding="utf-8") as out:
-        counts = write_openmetrics(out, targets, times, dimension_labels, the_plan.labels)
-    os.replace(partial, out_path)
+    try:
+        with open(partial, "w", encoding="utf-8") as out:
+            counts = write_openmetrics(out, targets, times, dimension_labels, the_plan.labels)
+        os.replace(partial, out_path)
+    except BaseException:  # a full disk, Ctrl-C: leave no half-written file behind
+        with contextlib.suppress(OSError):
+            os.remove(partial)
+        raise
     return counts
 
 
@@ -482,6 +486,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except FetchFailed as failure:
             print(f"whatsapp-exporter backfill: {failure}; nothing written", file=sys.stderr)
             return EXIT_FETCH_FAILED
+        except OSError as error:
+            return _fail(f"--output: cannot write {args.output}: {error.strerror}")
+        except KeyboardInterrupt:
+            return 130
     finally:
         if simulator is not None:
             simulator.stop()

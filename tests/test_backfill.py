@@ -257,6 +257,14 @@ def test_usage_errors_exit_2(
     assert result.stderr.count("\n") == 1  # one line, no traceback
 
 
+def test_an_unwritable_output_exits_2(simulator: Simulator, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.yaml", config_dict(simulator))
+    result = run_backfill("--config", str(config), "--start", "now-10m",
+                          "-o", str(tmp_path / "missing" / "h.om"))
+    assert result.returncode == 2
+    assert "--output: cannot write" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_a_bad_config_exits_2(tmp_path: Path) -> None:
     result = run_backfill("--config", str(tmp_path / "absent.yaml"), "--start", "now-1h")
     assert result.returncode == 2

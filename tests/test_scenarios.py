@@ -6,7 +6,7 @@ import calendar
 
 import pytest
 
-from exporter.demo import SPIKE_EXTRA_PER_HALF_HOUR, demo_campaigns
+from exporter.demo import DEMO_SCENARIOS, SPIKE_EXTRA_PER_HALF_HOUR, demo_campaigns
 from exporter.query import AnalyticsQuery
 from exporter.simulator import DEMO_ACCOUNTS, Simulator, answer_points
 from exporter.simulator.traffic import Campaign, combos, final_count
@@ -73,6 +73,13 @@ def test_demo_scenarios() -> None:
     assert spike.start % HALF_HOUR_SECONDS == 0
     with pytest.raises(ValueError, match="unknown demo scenario"):
         demo_campaigns("tsunami", NOW)
+
+
+def test_the_cli_offers_every_demo_scenario() -> None:
+    from exporter.cli import _parser
+
+    (action,) = [a for a in _parser()._actions if a.dest == "demo_scenario"]
+    assert tuple(action.choices) == DEMO_SCENARIOS and action.default == DEMO_SCENARIOS[0]
 
 
 def test_demo_scenario_needs_demo(tmp_path) -> None:
