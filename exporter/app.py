@@ -24,7 +24,7 @@ from prometheus_client import (
 from exporter.client import SplashifyClient
 from exporter.collector import ConversationCollector
 from exporter.config import Config
-from exporter.poller import TargetPoller
+from exporter.poller import TargetPoller, same_series
 from exporter.ratelimit import RequestLimiter
 from exporter.scheduler import start_scheduler, sync_jobs
 from exporter.selfmetrics import SelfMetrics
@@ -88,11 +88,8 @@ class Exporter:
                 poller.retire()  # before the store forgets it: its poll in flight is void
                 if name not in pollers:
                     self.metrics.forget(name)
-        same_series = old is None or (old.dimensions, old.filters) == (
-            config.dimensions,
-            config.filters,
-        )
-        kept = [n for n, p in pollers.items() if same_series and self._pollers.get(n) is p]
+        keep_data = old is None or same_series(old, config)
+        kept = [n for n, p in pollers.items() if keep_data and self._pollers.get(n) is p]
         self.store.retain(kept, config.dimensions)
         self.metrics.track_targets(list(pollers))
         self.collector.stale_after = config.poll.stale_after

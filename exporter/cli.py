@@ -123,14 +123,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = demo_config(simulator, listen_override or WebConfig().listen_address)
     else:
         try:
-            config = load_config(args.config)
+            config = _with_listen_override(load_config(args.config), listen_override)
         except ConfigError as error:
             if args.check_config:
                 print(f"config error: {error}", file=sys.stderr)
                 return EXIT_USAGE
             return _fail(f"config error: {error}")
-        if listen_override is not None:
-            config = dataclasses.replace(config, web=WebConfig(listen_address=listen_override))
 
     security = None
     if args.web_config_file is not None:
@@ -163,6 +161,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if simulator is not None:
             simulator.stop()
+
+
+def _with_listen_override(config: Config, override: ListenAddress | None) -> Config:
+    """The flag wins over the file, at start-up and on every reload."""
+    if override is None:
+        return config
+    return dataclasses.replace(config, web=WebConfig(listen_address=override))
 
 
 def _summary(config: Config) -> str:
@@ -210,13 +215,11 @@ def _serve(
 
     def _reload(path: str) -> tuple[bool, str]:
         try:
-            new = load_config(path)
+            new = _with_listen_override(load_config(path), listen_override)
         except ConfigError as error:
             log.error("config reload failed, the running config stays: %s", error)
             exporter.metrics.reloaded(False)
             return False, str(error)
-        if listen_override is not None:  # the flag wins over the file, as at start-up
-            new = dataclasses.replace(new, web=WebConfig(listen_address=listen_override))
         add_secrets([new.splashify.api_key.reveal()])
         exporter.reload(new)
         exporter.metrics.reloaded(True)

@@ -27,7 +27,13 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from exporter.vocabulary import DIMENSIONS, DIMENSIONS_BY_NAME, FILTER_VALUES, HALF_HOUR_SECONDS
+from exporter.vocabulary import (
+    DIMENSIONS,
+    DIMENSIONS_BY_NAME,
+    FILTER_VALUES,
+    HALF_HOUR_SECONDS,
+    HISTORY_SECONDS,
+)
 
 
 class Secret:
@@ -157,7 +163,6 @@ _KEYS: dict[str, tuple[str, ...]] = {
 
 _ALL_DIMENSIONS = tuple(DIMENSIONS_BY_NAME)
 _MIN_INTERVAL_SECONDS = 1.0
-_MAX_LOOKBACK_SECONDS = 365 * 86400.0
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?[smhd])+")
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhd])")
@@ -188,8 +193,10 @@ class _StrictLoader(yaml.SafeLoader):
             if isinstance(key, Hashable):
                 if key in seen:
                     raise yaml.constructor.ConstructorError(
-                        "while constructing a mapping", node.start_mark,
-                        f"duplicate key {_show(str(key))}", key_node.start_mark,
+                        "while constructing a mapping",
+                        node.start_mark,
+                        f"duplicate key {_show(str(key))}",
+                        key_node.start_mark,
                     )
                 seen.add(key)
         return super().construct_mapping(node, deep=deep)
@@ -452,7 +459,7 @@ class _Parser:
                 f"must be longer than poll.interval ({poll.interval:g}s), "
                 "or data would be dropped between two good polls",
             )
-        if poll.lookback > _MAX_LOOKBACK_SECONDS:
+        if poll.lookback > HISTORY_SECONDS:
             raise ConfigError(
                 "poll.lookback", "must be at most 365d, the history the upstream keeps"
             )

@@ -17,9 +17,9 @@ REDACTED = "<redacted>"
 class RedactingFormatter(logging.Formatter):
     def __init__(self, secrets: Iterable[str], *, json_lines: bool) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
-        # Longest first, so that a secret containing another is replaced whole.
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self._secrets: list[str] = []
         self._json = json_lines
+        self.add_secrets(secrets)
 
     def redact(self, text: str) -> str:
         for secret in self._secrets:
@@ -41,6 +41,7 @@ class RedactingFormatter(logging.Formatter):
         return json.dumps(entry)
 
     def add_secrets(self, secrets: Iterable[str]) -> None:
+        # Longest first, so that a secret containing another is replaced whole.
         self._secrets = sorted(
             set(self._secrets) | {s for s in secrets if s}, key=len, reverse=True
         )

@@ -38,6 +38,11 @@ POLL_BUDGET_SHARE = 0.8
 """A poll, retries included, may take this share of the interval, so it never runs into the next."""
 
 
+def same_series(old: Config, new: Config) -> bool:
+    """Whether label values keep their meaning from `old` to `new` (dimensions and filters)."""
+    return (old.dimensions, old.filters) == (new.dimensions, new.filters)
+
+
 def build_query(config: Config, target: Target, start: int, end: int) -> AnalyticsQuery:
     return AnalyticsQuery(
         start=start,
@@ -86,8 +91,7 @@ class TargetPoller:
         for nothing: its answer was asked for under the old config.
         """
         with self._lock:
-            old = self._config
-            if (old.dimensions, old.filters) != (config.dimensions, config.filters):
+            if not same_series(self._config, config):
                 self._observed = ObservedState()
                 self._generation += 1
             self._config = config
@@ -100,6 +104,10 @@ class TargetPoller:
 
     def _current(self, generation: int) -> bool:
         return not self.retired and generation == self._generation
+
+    def _void(self) -> bool | None:
+        """What a poll overtaken by a reload returns: False if retired, None to repeat it."""
+        return False if self.retired else None
 
     def poll(self) -> bool:
         """Poll once; True on success. Never raises: a failure is recorded, not propagated.
@@ -148,7 +156,7 @@ class TargetPoller:
             return False
         except UpstreamError as error:
             if not self._current(generation):
-                return None if not self.retired else False
+                return self._void()
             self._record_failure(error.reason, str(error), started, config, loud=_is_loud(error))
             if isinstance(error, RateLimited) and error.retry_after:
                 pause = min(error.retry_after, MAX_PAUSE_SECONDS)
@@ -181,11 +189,11 @@ class TargetPoller:
         )
         with self._lock:
             if not self._current(generation):
-                return None if not self.retired else False
+                return self._void()
             self._observed = evaluation.observed
             self._waba_id = waba_id
         if not self._store.put(snapshot, accept=lambda: self._current(generation)):
-            return None if not self.retired else False
+            return self._void()
         if self._last_error_reason is not None:
             log.info(
                 "target %s recovered (was failing: %s)", self.target.name, self._last_error_reason
