@@ -22,6 +22,7 @@ from exporter.config import (
     load_config,
     parse_listen_address,
 )
+from exporter.sharding import Shard, parse_shard, shard_config
 
 if TYPE_CHECKING:
     from exporter.webconfig import WebSecurity
@@ -61,6 +62,12 @@ def _parser() -> argparse.ArgumentParser:
         dest="web_enable_lifecycle",
         action="store_true",
         help="serve POST /-/reload (SIGHUP reloads either way)",
+    )
+    parser.add_argument(
+        "--shard",
+        metavar="INDEX/TOTAL",
+        help="poll only the targets of replica INDEX of TOTAL (from 0: 0/2 and 1/2); "
+        "overrides shard: in the config",
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
@@ -113,6 +120,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             listen_override = parse_listen_address(args.listen_address)
         except ValueError as error:
             return _fail(f"--web.listen-address: {error}")
+    shard_override = None
+    if args.shard is not None:
+        try:
+            shard_override = parse_shard(args.shard)
+        except ValueError as error:
+            return _fail(f"--shard: {error}")
 
     simulator = None
     if args.demo:
@@ -120,15 +133,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         from exporter.demo import demo_config, start_demo_simulator
 
         simulator = start_demo_simulator(args.demo_scenario)
-        config = demo_config(simulator, listen_override or WebConfig().listen_address)
+        loaded = demo_config(simulator, listen_override or WebConfig().listen_address)
     else:
         try:
-            config = _with_listen_override(load_config(args.config), listen_override)
+            loaded = load_config(args.config)
         except ConfigError as error:
             if args.check_config:
                 print(f"config error: {error}", file=sys.stderr)
                 return EXIT_USAGE
             return _fail(f"config error: {error}")
+    config = _as_run(loaded, listen_override, shard_override)
 
     security = None
     if args.web_config_file is not None:
@@ -140,12 +154,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _fail(str(error))
 
     if args.check_config:
-        print(f"config OK: {_summary(config)}")
+        print(f"config OK: {_summary(config, len(loaded.targets))}")
         return EXIT_OK
 
     from exporter.logs import configure_logging
 
     configure_logging(args.log_level, args.log_format, [config.splashify.api_key.reveal()])
+    _log_shard(config, len(loaded.targets))
     try:
         if args.once:
             return _run_once(config)
@@ -153,6 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             config,
             None if args.demo else args.config,
             listen_override,
+            shard_override,
             security,
             lifecycle=args.web_enable_lifecycle,
         )
@@ -163,19 +179,46 @@ def main(argv: Sequence[str] | None = None) -> int:
             simulator.stop()
 
 
-def _with_listen_override(config: Config, override: ListenAddress | None) -> Config:
-    """The flag wins over the file, at start-up and on every reload."""
-    if override is None:
-        return config
-    return dataclasses.replace(config, web=WebConfig(listen_address=override))
+def _as_run(
+    loaded: Config, listen_override: ListenAddress | None, shard_override: Shard | None
+) -> Config:
+    """The config as this process runs it: the flags win over the file, then only this shard's
+    targets are kept. Applied at start-up and on every reload, so that the flags survive one."""
+    config = loaded
+    if listen_override is not None:
+        config = dataclasses.replace(config, web=WebConfig(listen_address=listen_override))
+    return shard_config(config, config.shard if shard_override is None else shard_override)
 
 
-def _summary(config: Config) -> str:
-    names = ", ".join(t.name for t in config.targets)
+def _summary(config: Config, loaded_targets: int) -> str:
+    """One line about the running config; `loaded_targets` counts the file's, before sharding."""
+    names = ", ".join(t.name for t in config.targets) or "none"
+    owned = f"{len(config.targets)} target(s)"
+    if not config.shard.is_everything:
+        owned = f"{len(config.targets)} of {loaded_targets} target(s) in shard {config.shard}"
     return (
-        f"{len(config.targets)} target(s) ({names}); poll every {config.poll.interval:g}s, "
+        f"{owned} ({names}); poll every {config.poll.interval:g}s, "
         f"lookback {config.poll.lookback:g}s, delay {config.poll.delay:g}s; "
         f"dimensions {', '.join(config.dimensions) or 'none'}"
+    )
+
+
+def _log_shard(config: Config, loaded_targets: int) -> None:
+    """Say which shard this replica is, so that a missing or doubled target can be traced."""
+    if config.shard.is_everything:
+        return
+    if not config.targets:
+        # Not an error: with more replicas than targets, or by the luck of the hash, a shard
+        # can be empty. It still serves its own metrics, and /ready is true at once.
+        log.warning(
+            "shard %s owns none of the %d target(s): serving only the exporter's own metrics",
+            config.shard,
+            loaded_targets,
+        )
+        return
+    # Counts, not names: a shard of a large fleet owns hundreds of targets.
+    log.info(
+        "shard %s: polling %d of %d target(s)", config.shard, len(config.targets), loaded_targets
     )
 
 
@@ -196,6 +239,7 @@ def _serve(
     config: Config,
     config_path: str | None,
     listen_override: ListenAddress | None,
+    shard_override: Shard | None,
     security: WebSecurity | None,
     *,
     lifecycle: bool = False,
@@ -215,15 +259,17 @@ def _serve(
 
     def _reload(path: str) -> tuple[bool, str]:
         try:
-            new = _with_listen_override(load_config(path), listen_override)
+            loaded = load_config(path)
         except ConfigError as error:
             log.error("config reload failed, the running config stays: %s", error)
             exporter.metrics.reloaded(False)
             return False, str(error)
+        new = _as_run(loaded, listen_override, shard_override)
         add_secrets([new.splashify.api_key.reveal()])
         exporter.reload(new)
         exporter.metrics.reloaded(True)
-        return True, f"config reloaded: {_summary(new)}"
+        _log_shard(new, len(loaded.targets))
+        return True, f"config reloaded: {_summary(new, len(loaded.targets))}"
 
     app = make_app(
         exporter.registry,

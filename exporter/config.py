@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from exporter.sharding import Shard
 from exporter.vocabulary import (
     DIMENSIONS,
     DIMENSIONS_BY_NAME,
@@ -135,6 +136,9 @@ class Config:
     dimensions: tuple[str, ...] = tuple(d.api_name for d in DIMENSIONS)
     filters: Filters = Filters()
     web: WebConfig = WebConfig()
+    # A factory only because ruff cannot see that the imported Shard is frozen.
+    shard: Shard = field(default_factory=Shard)
+    """As loaded, `targets` holds every target; `sharding.shard_config()` keeps this shard's."""
 
 
 _T = TypeVar("_T")
@@ -144,7 +148,7 @@ _FieldParser = Callable[[object, str], object]
 
 # The keys each mapping may hold, in the order CONTRACT.md lists them ("" is the top level).
 _KEYS: dict[str, tuple[str, ...]] = {
-    "": ("splashify", "poll", "dimensions", "filters", "targets", "web"),
+    "": ("splashify", "poll", "dimensions", "filters", "targets", "web", "shard"),
     "splashify": (
         "base_url",
         "api_version",
@@ -159,6 +163,7 @@ _KEYS: dict[str, tuple[str, ...]] = {
     "filters": tuple(FILTER_VALUES),
     "target": ("waba_id", "customer_id", "name", "phone_numbers"),
     "web": ("listen_address",),
+    "shard": ("index", "total"),
 }
 
 _ALL_DIMENSIONS = tuple(DIMENSIONS_BY_NAME)
@@ -350,6 +355,7 @@ class _Parser:
             filters=self._filters(top.get("filters")),
             targets=self._targets(top.get("targets")),
             web=self._web(top.get("web")),
+            shard=self._shard(top.get("shard")),
         )
         if config.splashify.timeout >= config.poll.interval:
             raise ConfigError(
@@ -545,6 +551,24 @@ class _Parser:
         section = _section(raw, "web", _KEYS["web"])
         return replace(WebConfig(), **self._fields(section, "web", _WEB_FIELDS))
 
+    def _shard(self, raw: object) -> Shard:
+        section = _section(raw, "shard", _KEYS["shard"])
+        fields = self._fields(section, "shard", _SHARD_FIELDS)
+        if not fields:
+            return Shard()
+        # Both or neither: a lone `total: 2` copied to every replica would make them all
+        # shard 0, and half the targets would never be polled.
+        for key, other in (("index", "total"), ("total", "index")):
+            if key not in fields:
+                raise ConfigError(f"shard.{key}", f"required when shard.{other} is set")
+        index, total = cast(int, fields["index"]), cast(int, fields["total"])
+        if index >= total:
+            raise ConfigError(
+                "shard.index",
+                f"must be less than shard.total ({total}), got {index}; shards count from 0",
+            )
+        return Shard(index, total)
+
 
 def _section(raw: object, place: str, keys: tuple[str, ...]) -> dict[str, object]:
     """The mapping at `place`, with only `keys` in it; null counts as an empty mapping."""
@@ -700,6 +724,10 @@ _SPLASHIFY_FIELDS: dict[str, _FieldParser] = {
 # Ranges are checked on the whole PollConfig, because lookback depends on delay.
 _POLL_FIELDS: dict[str, _FieldParser] = dict.fromkeys(_KEYS["poll"], _duration)
 _WEB_FIELDS: dict[str, _FieldParser] = {"listen_address": _listen_address}
+_SHARD_FIELDS: dict[str, _FieldParser] = {
+    "index": lambda value, place: _integer(value, place, minimum=0),
+    "total": lambda value, place: _integer(value, place, minimum=1),
+}
 
 
 def _wrong_type(place: str, expected: str, value: object) -> ConfigError:

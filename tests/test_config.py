@@ -27,6 +27,7 @@ from exporter.config import (
     parse_duration,
     parse_listen_address,
 )
+from exporter.sharding import Shard
 
 # CONTRACT.md's example, verbatim.
 EXAMPLE = """\
@@ -167,8 +168,25 @@ def test_defaults_with_only_an_api_key_and_one_target() -> None:
 
 
 def test_null_sections_and_keys_count_as_not_set() -> None:
-    text = MINIMAL + "poll:\nfilters:\nweb:\n  listen_address:\ndimensions:\n"
+    text = MINIMAL + "poll:\nfilters:\nweb:\n  listen_address:\ndimensions:\nshard:\n"
     assert parse(text) == parse(MINIMAL)
+
+
+def test_no_shard_means_every_target() -> None:
+    assert parse(MINIMAL).shard == Shard(0, 1)
+    assert parse(MINIMAL + "shard: {index: null, total: null}\n").shard == Shard(0, 1)
+
+
+def test_a_shard_is_read_and_the_loader_still_keeps_every_target() -> None:
+    # The targets are filtered where the --shard flag is known (the CLI), not here.
+    config = parse(targets("{waba_id: '1'}", "{waba_id: '2'}") + "shard: {index: 1, total: 3}\n")
+    assert config.shard == Shard(1, 3)
+    assert [t.waba_id for t in config.targets] == ["1", "2"]
+
+
+def test_shard_numbers_may_come_from_variables() -> None:
+    text = MINIMAL + "shard:\n  index: ${SHARD_INDEX}\n  total: '${SHARD_TOTAL}'\n"
+    assert parse(text, {"SHARD_INDEX": "2", "SHARD_TOTAL": "4"}).shard == Shard(2, 4)
 
 
 def test_a_customer_target_is_named_after_its_id() -> None:
@@ -423,15 +441,15 @@ ERRORS = [
     ("sk_live_only_a_key\n", "the top level must be a mapping, got a string"),
     (
         MINIMAL + "extra: 1\n",
-        "unknown key extra (one of splashify, poll, dimensions, filters, targets, web)",
+        "unknown key extra (one of splashify, poll, dimensions, filters, targets, web, shard)",
     ),
     (
         MINIMAL + "1: x\n",
-        "unknown key 1 (one of splashify, poll, dimensions, filters, targets, web)",
+        "unknown key 1 (one of splashify, poll, dimensions, filters, targets, web, shard)",
     ),
     (
         MINIMAL + '"a.b\\n": x\n',
-        'unknown key "a.b\\n" (one of splashify, poll, dimensions, filters, targets, web)',
+        'unknown key "a.b\\n" (one of splashify, poll, dimensions, filters, targets, web, shard)',
     ),
     (
         splashify("base_ur: x"),
@@ -743,6 +761,38 @@ ERRORS = [
         targets("{waba_id: '7'}", "{customer_id: '7'}"),
         'targets[1]: duplicate name "7" (also targets[0])',
     ),
+    # shard
+    (
+        MINIMAL + "shard: {index: 2, total: 2}\n",
+        "shard.index: must be less than shard.total (2), got 2; shards count from 0",
+    ),
+    (
+        MINIMAL + "shard: {index: 0, total: 0}\n",
+        "shard.total: must be at least 1, got 0",
+    ),
+    (
+        MINIMAL + "shard: {index: -1, total: 2}\n",
+        "shard.index: must be at least 0, got -1",
+    ),
+    (
+        MINIMAL + "shard: {index: true, total: 2}\n",
+        "shard.index: expected an integer, got true",
+    ),
+    (
+        MINIMAL + "shard: {index: 0, total: 1.5}\n",
+        "shard.total: expected an integer, got 1.5",
+    ),
+    (
+        MINIMAL + "shard: {index: 0, total: '1/2'}\n",
+        'shard.total: expected an integer, got "1/2"',
+    ),
+    (MINIMAL + "shard: {total: 2}\n", "shard.index: required when shard.total is set"),
+    (MINIMAL + "shard: {index: 1}\n", "shard.total: required when shard.index is set"),
+    (
+        MINIMAL + "shard: {index: 0, total: 2, replicas: 2}\n",
+        "unknown key shard.replicas (one of index, total)",
+    ),
+    (MINIMAL + "shard: 1/2\n", 'shard: expected a mapping, got "1/2"'),
     # web
     (
         MINIMAL + "web: {listen_address: '9477'}\n",
@@ -1059,6 +1109,9 @@ KNOWN_KEYS = [
     "name",
     "phone_numbers",
     "listen_address",
+    "shard",
+    "index",
+    "total",
 ]
 LIKELY_STRINGS = [
     "",
@@ -1136,6 +1189,7 @@ VALID = {
         {"customer_id": "c", "name": "b"},
     ],
     "web": {"listen_address": ":9477"},
+    "shard": {"index": 1, "total": 2},
 }
 
 
