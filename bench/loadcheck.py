@@ -90,7 +90,12 @@ def _serve(port: int, target_count: int, speed: float, origin: float, ready) -> 
     exporter = Exporter(config, clock=clock)
     start_http_server(
         config.web.listen_address,
-        make_app(exporter.registry, exporter.is_ready, lambda: landing_page([])),
+        make_app(
+            exporter.registry,
+            exporter.is_ready,
+            lambda: landing_page([]),
+            cache=exporter.cache,
+        ),
     )
     exporter.start_polling()
     ready.set()

@@ -20,12 +20,14 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.registry import Collector
 
 from exporter.client import SplashifyClient
 from exporter.collector import ConversationCollector
 from exporter.config import Config
 from exporter.poller import TargetPoller, same_series
 from exporter.ratelimit import RequestLimiter
+from exporter.render import ExpositionCache
 from exporter.scheduler import start_scheduler, sync_jobs
 from exporter.selfmetrics import SelfMetrics
 from exporter.snapshot import SnapshotStore
@@ -39,16 +41,26 @@ class Exporter:
         # exporter; Prometheus does not need them.
         disable_created_metrics()
         self.stopping = threading.Event()
-        self.registry = CollectorRegistry()
-        self.metrics = SelfMetrics(self.registry)
+        self.metrics = SelfMetrics()
         self.store = SnapshotStore(config.dimensions)
         self._clock = clock
         self._reload_lock = threading.Lock()
         self._scheduler: BackgroundScheduler | None = None
         self._pollers: dict[str, TargetPoller] = {}
         self.collector = ConversationCollector(self.store, config.poll.stale_after, clock=clock)
-        self.registry.register(self.collector)
-        ProcessCollector(registry=self.registry)
+        process = ProcessCollector(registry=None)
+        # Everything, rendered by prometheus-client on demand: `--once`, and /metrics requests
+        # with a `name[]` filter. In the same order as the cached body, so that the two agree.
+        self.registry = _registry(self.collector, *self.metrics.polled, *self.metrics.live, process)
+        # What /metrics serves: rendered once per swap, plus the live self-metrics per scrape.
+        self.cache = ExpositionCache(
+            self.store,
+            polled=_registry(*self.metrics.polled),
+            live=_registry(*self.metrics.live, process),
+            stale_after=config.poll.stale_after,
+            clock=clock,
+        )
+        self.store.on_change = self.cache.invalidate
         self.config = config
         self._apply(config)
 
@@ -93,8 +105,11 @@ class Exporter:
         self.store.retain(kept, config.dimensions)
         self.metrics.track_targets(list(pollers))
         self.collector.stale_after = config.poll.stale_after
+        self.cache.stale_after = config.poll.stale_after
         self._pollers = pollers
         self.config = config
+        # The polled self-metrics changed too (targets forgotten or added at 0).
+        self.cache.invalidate()
 
     def reload(self, config: Config) -> None:
         """Take a new config while running. The listen address needs a restart."""
@@ -102,6 +117,9 @@ class Exporter:
             if config.web != self.config.web:
                 log.warning("web.listen_address changed: it takes effect after a restart")
             self._apply(config)
+            # Served at once: series of removed targets or old dimensions must not outlive the
+            # reload's answer.
+            self.cache.refresh()
             if self._scheduler is not None:
                 # Targets whose data the reload dropped (new dimensions) are polled at once.
                 unpolled = [
@@ -113,6 +131,7 @@ class Exporter:
             log.info("config reloaded: %d target(s)", len(config.targets))
 
     def start_polling(self) -> None:
+        self.cache.start()
         self._scheduler = start_scheduler(
             self.pollers,
             self.config.poll.interval,
@@ -123,17 +142,29 @@ class Exporter:
     def stop(self) -> None:
         """Stop scheduling; backoffs and waits for a token end at once."""
         self.stopping.set()
+        self.cache.stop()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
 
     def is_ready(self) -> bool:
-        """True once every target was polled at least once, successfully or not."""
-        return all(self.store.get(name) is not None for name in self._pollers)
+        """True once every target was polled at least once, successfully or not, and /metrics
+        shows it (the render follows the store by up to render.REBUILD_SPACING)."""
+        shown = self.cache.current().view.snapshots
+        return all(name in shown for name in self._pollers)
 
     def poll_all_once(self) -> bool:
         """Poll every target concurrently (within the client's limits); True if all succeeded."""
         with ThreadPoolExecutor(self.config.splashify.max_concurrency) as pool:
-            return all(list(pool.map(lambda poller: poller.poll(), self.pollers)))
+            results = list(pool.map(lambda poller: poller.poll(), self.pollers))
+        self.cache.refresh()
+        return all(results)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _registry(*collectors: Collector) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    for collector in collectors:
+        registry.register(collector)
+    return registry

@@ -14,7 +14,8 @@ The rules (CONTRACT.md):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from array import array
+from collections.abc import ItemsView, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -24,7 +25,59 @@ from exporter.vocabulary import HALF_HOUR_SECONDS, DataPoint
 LabelValues = tuple[str, ...]
 BucketCounts = Mapping[LabelValues, int]
 
+LabelIndex = Mapping[LabelValues, int]
+"""Label set -> position 0..n-1, in insertion order."""
+
 _EMPTY: Mapping = MappingProxyType({})
+
+ABSENT = -1
+"""A packed value for "no such label set here" (counts are never negative)."""
+_ABSENT_RUN = array("q", [ABSENT])
+
+
+class PackedCounts(Mapping[LabelValues, int]):
+    """Counts by label set, as one machine integer per position of a shared label index.
+
+    Tens of thousands of label sets per process make per-entry dicts and int objects the bulk of
+    the memory; here a value costs 8 bytes. A position past the end of `values`, or holding
+    ABSENT, is a label set this mapping does not have. Read-only, like every snapshot part.
+    """
+
+    __slots__ = ("_index", "_values")
+
+    def __init__(self, index: LabelIndex, values: array[int]) -> None:
+        self._index = index
+        self._values = values
+
+    def __getitem__(self, labels: LabelValues) -> int:
+        position = self._index.get(labels)
+        if position is None or position >= len(self._values) or self._values[position] < 0:
+            raise KeyError(labels)
+        return self._values[position]
+
+    def __iter__(self) -> Iterator[LabelValues]:
+        return (labels for labels, _ in self.pairs())
+
+    def __len__(self) -> int:
+        return sum(1 for value in self._values if value >= 0)
+
+    def pairs(self) -> Iterator[tuple[LabelValues, int]]:
+        """(labels, count) in index order, without a lookup per item."""
+        # zip stops at the shorter: positions the values never reached are absent.
+        return ((labels, v) for labels, v in zip(self._index, self._values, strict=False) if v >= 0)
+
+    def items(self) -> ItemsView[LabelValues, int]:
+        return _PackedItems(self)
+
+    def __repr__(self) -> str:
+        return f"PackedCounts({dict(self.pairs())!r})"
+
+
+class _PackedItems(ItemsView[LabelValues, int]):
+    _mapping: PackedCounts
+
+    def __iter__(self) -> Iterator[tuple[LabelValues, int]]:
+        return self._mapping.pairs()
 
 
 def latest_complete_bucket(now: float, delay: float) -> int:
@@ -67,13 +120,35 @@ class ObservedState:
 
     `counted` keeps, per complete bucket still inside the lookback window, the highest count
     seen for each label set, so that a re-read of the same bucket adds only an upward revision.
+
+    Stored packed (see `PackedCounts`): one label index per state, and one machine integer per
+    label set for the totals and for each bucket in the window. A 6h lookback holds 12 buckets
+    per label set; as dicts they cost ~40 bytes an entry plus an int object, as arrays 8.
     """
 
-    totals: Mapping[LabelValues, int] = field(default_factory=dict)
-    counted: Mapping[int, BucketCounts] = field(default_factory=dict)
+    index: LabelIndex = field(default_factory=dict)
+    """Every label set this state knows, by position; never mutated once the state exists."""
+    total_values: array[int] = field(default_factory=lambda: array("q"))
+    counted_values: Mapping[int, array[int]] = field(default_factory=dict)
     floor: int = 0
     """The latest window start seen. Buckets before it were forgotten and must never be
     counted again, even if the wall clock steps back and a window reaches them once more."""
+
+    @property
+    def totals(self) -> PackedCounts:
+        return PackedCounts(self.index, self.total_values)
+
+    @property
+    def counted(self) -> dict[int, PackedCounts]:
+        return {start: PackedCounts(self.index, v) for start, v in self.counted_values.items()}
+
+
+def _extended(values: array[int] | None, size: int) -> array[int]:
+    """A copy of `values` (or an empty array) grown to `size` positions with ABSENT."""
+    copy = array("q") if values is None else array("q", values)
+    if len(copy) < size:
+        copy.extend(_ABSENT_RUN * (size - len(copy)))
+    return copy
 
 
 def accumulate(
@@ -89,8 +164,17 @@ def accumulate(
     buckets are ignored from then on.
     """
     floor = max(state.floor, window_start)
-    totals = dict(state.totals)
-    counted = {start: counts for start, counts in state.counted.items() if start >= floor}
+    index = state.index
+    new = [labels for counts in buckets.values() for labels in counts if labels not in index]
+    if new:
+        # A new index for the new state: the previous state, perhaps still served, keeps its own.
+        # Existing label sets keep their positions (and key objects), so old arrays stay valid.
+        index = dict(index)
+        for labels in new:
+            index.setdefault(labels, len(index))
+    size = len(index)
+    totals = _extended(state.total_values, size)
+    counted = {start: v for start, v in state.counted_values.items() if start >= floor}
     for start, counts in buckets.items():
         if start < floor:
             continue
@@ -98,20 +182,22 @@ def accumulate(
             # Provisional: not counted yet, but the series exists from now on at 0, so that
             # increase() sees the first conversations when the bucket completes.
             for labels in counts:
-                totals.setdefault(labels, 0)
+                position = index[labels]
+                if totals[position] == ABSENT:
+                    totals[position] = 0
             continue
-        already = counted.get(start, _EMPTY)
-        merged = dict(already)
+        merged = _extended(counted.get(start), size)
         for labels, count in counts.items():
-            before = already.get(labels, 0)
+            position = index[labels]
+            before = max(merged[position], 0)
             if count > before:
-                totals[labels] = totals.get(labels, 0) + count - before
-                merged[labels] = count
-            elif labels not in totals:
+                totals[position] = max(totals[position], 0) + count - before
+                merged[position] = count
+            elif totals[position] == ABSENT:
                 # A label set first seen at 0 still gets its series.
-                totals[labels] = 0
+                totals[position] = 0
         counted[start] = merged
-    return ObservedState(totals=totals, counted=counted, floor=floor)
+    return ObservedState(index=index, total_values=totals, counted_values=counted, floor=floor)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,12 +221,20 @@ def evaluate(
     reported = latest_complete_bucket(now, delay)
     buckets = counts_by_bucket(points, window_start)
     observed = accumulate(previous, buckets, window_start, reported)
-    seen: set[LabelValues] = set()
+    index = observed.index
+    # zero_filled() over every label set seen, packed: ABSENT for a label set of the index
+    # that is neither in this answer nor counted in a bucket still inside the window.
+    values = _extended(None, len(index))
     for counts in buckets.values():
-        seen.update(counts)
+        for labels in counts:
+            values[index[labels]] = 0
     # Label sets this poll no longer returned but that an earlier poll saw in a bucket still
     # inside the window (e.g. the answer came back empty) keep reading 0, not vanishing.
-    for counts in observed.counted.values():
-        seen.update(counts)
-    conversations = zero_filled(buckets.get(reported, _EMPTY), seen)
+    for counted in observed.counted_values.values():
+        for position, count in enumerate(counted):
+            if count > 0 and values[position] == ABSENT:
+                values[position] = 0
+    for labels, count in buckets.get(reported, _EMPTY).items():
+        values[index[labels]] = count
+    conversations = PackedCounts(index, values)
     return Evaluation(bucket_start=reported, conversations=conversations, observed=observed)

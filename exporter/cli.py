@@ -276,6 +276,7 @@ def _serve(
         exporter.is_ready,
         lambda: landing_page(p.target.name for p in exporter.pollers),
         reload=reload_config if lifecycle else None,
+        cache=exporter.cache,
     )
     if security is not None and security.users:
         from exporter.webconfig import BasicAuth

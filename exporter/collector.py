@@ -67,7 +67,7 @@ METRICS: tuple[MetricSpec, ...] = (
         "Conversations in the latest complete half-hour bucket (the newest that ended at least "
         "poll.delay ago; 0 for label sets seen in the lookback window but not in it)." + CACHED,
         True,
-        lambda s: ((labels, float(n)) for labels, n in s.conversations.items()),
+        lambda s: s.conversations.items(),
         data=True,
     ),
     MetricSpec(
@@ -85,7 +85,7 @@ METRICS: tuple[MetricSpec, ...] = (
         "Conversations of every complete half-hour bucket seen since the exporter started; "
         "upward revisions add their difference." + CACHED,
         True,
-        lambda s: ((labels, float(n)) for labels, n in s.observed.items()),
+        lambda s: s.observed.items(),
         data=True,
     ),
     MetricSpec(

@@ -9,6 +9,7 @@ that shape raises `BadResponse`, never another exception.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -41,10 +42,14 @@ def _integer(value: object, where: str) -> int:
 
 
 def _label_value(value: object) -> str:
-    """A dimension value as the label shows it: the API's own spelling, "" when left out."""
+    """A dimension value as the label shows it: the API's own spelling, "" when left out.
+
+    Interned: the same few categories, countries and phone numbers recur in every point of
+    every poll, and the label sets kept between polls then share one string each.
+    """
     if value is None:
         return ""
-    return value if isinstance(value, str) else str(value)
+    return sys.intern(value if isinstance(value, str) else str(value))
 
 
 def _raw_points(analytics: object) -> Sequence[object]:

@@ -1,4 +1,9 @@
-"""The exporter's own counters, instrumented directly (they are ours, not proxied data)."""
+"""The exporter's own counters, instrumented directly (they are ours, not proxied data).
+
+Two groups, because /metrics renders them at different times (see exporter/render.py):
+`polled` changes only while a poll runs, so it is rendered with the data after each swap;
+`live` may change at any moment and is rendered on every scrape.
+"""
 
 from __future__ import annotations
 
@@ -7,49 +12,61 @@ import threading
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.registry import Collector
 
 from exporter import __version__
 from exporter.errors import ERROR_REASONS
 
 
 class SelfMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        """The metrics, registered in `registry` if one is given (else register the groups)."""
         self.api_requests = Counter(
             "whatsapp_exporter_api_requests",
             'Requests sent to the Splashify API, by HTTP status (code="error": no response).',
             ["waba_name", "code"],
-            registry=registry,
+            registry=None,
         )
         self.poll_errors = Counter(
             "whatsapp_exporter_poll_errors",
             "Failed polls, by reason (" + ", ".join(ERROR_REASONS) + ").",
             ["waba_name", "reason"],
-            registry=registry,
+            registry=None,
         )
         build_info = Gauge(
             "whatsapp_exporter_build_info",
             "Always 1; labels say which exporter and Python are running.",
             ["version", "python_version"],
-            registry=registry,
+            registry=None,
         )
         build_info.labels(__version__, platform.python_version()).set(1)
         self.targets = Gauge(
             "whatsapp_exporter_targets",
             "Targets (WABAs and partner customers) in the loaded config.",
-            registry=registry,
+            registry=None,
         )
         self.reload_successful = Gauge(
             "whatsapp_exporter_config_last_reload_successful",
             "1 if the last config reload succeeded (or none was asked for yet), else 0.",
-            registry=registry,
+            registry=None,
         )
         self.reload_success_time = Gauge(
             "whatsapp_exporter_config_last_reload_success_timestamp_seconds",
             "When the config was last loaded successfully (start-up included).",
-            registry=registry,
+            registry=None,
         )
         self.reload_successful.set(1)
         self.reload_success_time.set(time.time())
+        self.polled: tuple[Collector, ...] = (self.api_requests, self.poll_errors)
+        self.live: tuple[Collector, ...] = (
+            build_info,
+            self.targets,
+            self.reload_successful,
+            self.reload_success_time,
+        )
+        if registry is not None:
+            for collector in self.polled + self.live:
+                registry.register(collector)
         self._lock = threading.Lock()
         self._codes: dict[str, set[str]] = {}
         self._tracked: frozenset[str] = frozenset()

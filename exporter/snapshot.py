@@ -49,6 +49,8 @@ class SnapshotStore:
     def __init__(self, dimensions: tuple[str, ...]) -> None:
         self._lock = threading.Lock()
         self._view = StoreView(dimensions, MappingProxyType({}))
+        self.on_change: Callable[[], None] = lambda: None
+        """Called after every swap, outside the lock (the render cache listens here)."""
 
     def put(self, snapshot: TargetSnapshot, accept: Callable[[], bool] = lambda: True) -> bool:
         """Swap `snapshot` in, unless `accept()` (asked under the lock) says its poll is void.
@@ -63,7 +65,8 @@ class SnapshotStore:
             updated = dict(self._view.snapshots)
             updated[snapshot.target_name] = snapshot
             self._view = StoreView(self._view.dimensions, MappingProxyType(updated))
-            return True
+        self.on_change()
+        return True
 
     def retain(self, target_names: Iterable[str], dimensions: tuple[str, ...]) -> None:
         """After a reload: keep only these targets' snapshots, under these dimensions."""
@@ -71,6 +74,7 @@ class SnapshotStore:
         with self._lock:
             kept = {n: s for n, s in self._view.snapshots.items() if n in keep}
             self._view = StoreView(dimensions, MappingProxyType(kept))
+        self.on_change()
 
     def get(self, target_name: str) -> TargetSnapshot | None:
         return self._view.snapshots.get(target_name)

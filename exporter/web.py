@@ -1,8 +1,10 @@
 """The HTTP side: `/metrics`, `/healthz`, `/ready` and a landing page, over WSGI.
 
-`/metrics` is prometheus-client's own WSGI app (content negotiation, gzip, `name[]` filters);
-this module only routes to it and serves the three small pages beside it. The server is the
-standard library's WSGI server with a thread per request, so a slow scraper blocks nobody.
+`/metrics` serves the render cache's bytes (exporter/render.py), negotiated as
+prometheus-client negotiates (its own `choose_encoder` and `gzip_accepted`); a request with a
+`name[]` filter goes to prometheus-client's own WSGI app, which renders just those families.
+The server is the standard library's WSGI server with a thread per request, so a slow scraper
+blocks nobody.
 """
 
 from __future__ import annotations
@@ -14,13 +16,18 @@ import ssl
 import threading
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 from exporter import __version__
 from exporter.config import ListenAddress
+
+if TYPE_CHECKING:
+    from exporter.render import ExpositionCache
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +55,28 @@ def landing_page(target_names: Iterable[str]) -> str:
     )
 
 
+def cached_metrics_app(cache: ExpositionCache, registry: CollectorRegistry) -> WSGIApp:
+    """/metrics from the render cache; `registry` (everything) answers `name[]` filters."""
+    from exporter.render import OPENMETRICS, TEXT
+
+    filtered = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if "name[]" in parse_qs(environ.get("QUERY_STRING", "")):
+            return filtered(environ, start_response)
+        _, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
+        fmt = OPENMETRICS if content_type.startswith("application/openmetrics-text") else TEXT
+        compressed = gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", ""))
+        body, length = cache.body(fmt, gzip=compressed)
+        headers = [("Content-Type", content_type), ("Content-Length", str(length))]
+        if compressed:
+            headers.append(("Content-Encoding", "gzip"))
+        start_response("200 OK", headers)
+        return [] if environ.get("REQUEST_METHOD") == "HEAD" else body
+
+    return app
+
+
 Reloader = Callable[[], tuple[bool, str]]
 """Re-reads the config: (True, summary) or (False, the one-line error)."""
 
@@ -57,8 +86,12 @@ def make_app(
     is_ready: Callable[[], bool],
     landing: Callable[[], str],
     reload: Reloader | None = None,
+    *,
+    cache: ExpositionCache | None = None,
 ) -> WSGIApp:
-    metrics = make_wsgi_app(registry)
+    """The router. With `cache`, /metrics serves its bytes; without, `registry` renders each
+    scrape (what small tools and tests use)."""
+    metrics = make_wsgi_app(registry) if cache is None else cached_metrics_app(cache, registry)
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO") or "/"

@@ -48,4 +48,6 @@ def test_readiness_counts_targets_not_yet_polled() -> None:
         exporter.pollers[0].poll()
         assert not exporter.is_ready()
         exporter.pollers[1].poll()
+        assert not exporter.is_ready(), "polled, but /metrics does not show it yet"
+        exporter.cache.refresh()
         assert exporter.is_ready()

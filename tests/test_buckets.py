@@ -224,3 +224,44 @@ class TestEvaluate:
         )
         assert second.conversations == {("A",): 5}
         assert second.observed.totals == {("A",): 5}
+
+
+class TestPackedCounts:
+    def test_reads_like_a_mapping_and_skips_absent_positions(self) -> None:
+        from array import array
+
+        from exporter.buckets import ABSENT, PackedCounts
+
+        index = {("A",): 0, ("B",): 1, ("C",): 2, ("D",): 3}
+        counts = PackedCounts(index, array("q", [5, ABSENT, 0]))  # D: past the end
+        assert dict(counts) == {("A",): 5, ("C",): 0}
+        assert counts == {("A",): 5, ("C",): 0}
+        assert len(counts) == 2 and list(counts) == [("A",), ("C",)]
+        assert list(counts.items()) == [(("A",), 5), (("C",), 0)]
+        assert ("B",) not in counts and ("D",) not in counts and ("Z",) not in counts
+        assert counts.get(("B",)) is None
+        with pytest.raises(KeyError):
+            counts[("D",)]
+
+    def test_label_sets_keep_their_key_objects_from_poll_to_poll(self) -> None:
+        # Memory: a label set seen in every poll is one tuple, not one per poll.
+        first_key = tuple(["MARKETING", "IN"])
+        state = accumulate(ObservedState(), {ts(9, 0): {first_key: 1}}, self_start(), int(ts(9, 0)))
+        later_key = tuple(["MARKETING", "IN"])  # equal, another object (as from a new answer)
+        assert later_key is not first_key
+        state = accumulate(state, {ts(9, 30): {later_key: 2}}, self_start(), int(ts(9, 30)))
+        assert next(iter(state.totals)) is first_key
+        assert len(state.index) == 1
+        assert state.totals == {first_key: 3}
+
+    def test_old_buckets_stay_readable_after_the_index_grew(self) -> None:
+        state = accumulate(ObservedState(), {ts(9, 0): {("A",): 1}}, self_start(), int(ts(9, 0)))
+        state = accumulate(state, {ts(9, 30): {("B",): 4}}, self_start(), int(ts(9, 30)))
+        assert state.counted == {ts(9, 0): {("A",): 1}, ts(9, 30): {("B",): 4}}
+        # A re-read of 09:00 with B now in it: the short old array grows, nothing is lost.
+        state = accumulate(state, {ts(9, 0): {("A",): 1, ("B",): 2}}, self_start(), int(ts(9, 30)))
+        assert state.totals == {("A",): 1, ("B",): 6}
+
+
+def self_start() -> int:
+    return int(ts(4, 0))

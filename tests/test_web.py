@@ -70,3 +70,38 @@ def test_serves_on_ipv6_loopback(registry: CollectorRegistry) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_cached_metrics_negotiate_like_prometheus_client(registry: CollectorRegistry) -> None:
+    import gzip
+
+    from exporter.render import ExpositionCache
+    from exporter.snapshot import SnapshotStore
+
+    live = CollectorRegistry()
+    Gauge("demo_live", "Live.", registry=live).set(1)
+    cache = ExpositionCache(SnapshotStore(()), registry, live, 3600)
+    app = make_app(registry, lambda: True, lambda: "", cache=cache)
+
+    status, headers, body = call(app, "/metrics")
+    assert headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert "Content-Encoding" not in headers and int(headers["Content-Length"]) == len(body)
+    assert b"demo_value 3.0\n" in body and b"demo_live 1.0\n" in body
+
+    prometheus_accept = (
+        "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+        "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+    )
+    status, headers, body = call(
+        app, "/metrics", HTTP_ACCEPT=prometheus_accept, HTTP_ACCEPT_ENCODING="gzip"
+    )
+    assert headers["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
+    assert headers["Content-Encoding"] == "gzip" and int(headers["Content-Length"]) == len(body)
+    assert gzip.decompress(body).endswith(b"demo_live 1.0\n# EOF\n")
+
+    status, headers, body = call(app, "/metrics", method="HEAD", HTTP_ACCEPT_ENCODING="gzip")
+    assert status == "200 OK" and body == b"" and int(headers["Content-Length"]) > 0
+
+    # name[] filters are answered by prometheus-client from the full registry.
+    status, headers, body = call(app, "/metrics", QUERY_STRING="name[]=demo_value")
+    assert body == b"# HELP demo_value A value.\n# TYPE demo_value gauge\ndemo_value 3.0\n"

@@ -1,0 +1,289 @@
+"""The /metrics body, rendered once per snapshot swap and served from memory on every scrape.
+
+The data only changes when a poll ends, so rendering it on every scrape (what a collector does)
+burns a core for nothing once there are tens of thousands of series. Here:
+
+- a background thread re-renders when the store says a snapshot was swapped in (at most once
+  per `REBUILD_SPACING`, so a burst of polls costs one render), and when a target's data goes
+  stale;
+- each target's per-series lines are rendered and compressed once per poll of that target and
+  reused until its data changes (a failed poll changes only the small per-target gauges);
+- a scrape takes the last rendered body as it is (it never waits for a poll or a render),
+  renders only the self-metrics that change between polls (process CPU and memory, build info,
+  reload status: the "live" registry) and appends them.
+
+What is cached is the compressed text of both formats (Prometheus text 0.0.4 and OpenMetrics,
+which share every sample line); a scraper that does not accept gzip gets it inflated on the fly.
+
+The metric names, help and types come from `collector.METRICS`, the same table the collector
+uses, and the bytes are prometheus-client's own (tests/test_render.py compares them).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from itertools import chain
+
+from prometheus_client import CollectorRegistry
+from prometheus_client import generate_latest as generate_text
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.registry import Collector
+
+from exporter.collector import METRICS, TARGET_LABELS, MetricSpec, is_stale
+from exporter.exposition import (
+    Fragment,
+    LineTemplate,
+    fragment,
+    gzip_body,
+    inflate,
+    join,
+    render_lines,
+)
+from exporter.snapshot import SnapshotStore, StoreView, TargetSnapshot
+from exporter.vocabulary import DIMENSIONS_BY_NAME
+
+log = logging.getLogger(__name__)
+
+REBUILD_SPACING = 1.0
+"""Seconds between two renders at most: a burst of polls (the first round, 200 targets in a few
+seconds) is rendered once a second instead of once per poll. Data is at most this much later
+on /metrics than in the store."""
+
+STALE_CHECK_SECONDS = 1.0
+"""How often the render thread looks for targets whose data just went stale."""
+
+EOF = b"# EOF\n"
+
+Format = str
+TEXT: Format = "text"
+OPENMETRICS: Format = "openmetrics"
+FORMATS = (TEXT, OPENMETRICS)
+
+_GENERATORS: Mapping[Format, Callable[[CollectorRegistry], bytes]] = {
+    TEXT: generate_text,
+    OPENMETRICS: generate_openmetrics,
+}
+
+
+def render_registry(registry: CollectorRegistry, fmt: Format) -> bytes:
+    """prometheus-client's exposition of `registry`, without OpenMetrics' closing `# EOF`."""
+    text = _GENERATORS[fmt](registry)
+    return text[: -len(EOF)] if fmt == OPENMETRICS and text.endswith(EOF) else text
+
+
+class _Header(Collector):
+    def __init__(self, spec: MetricSpec) -> None:
+        self._spec = spec
+
+    def collect(self) -> Iterator[Metric]:
+        yield self._spec.family(self._spec.name, self._spec.documentation, labels=())
+
+
+def header(spec: MetricSpec, fmt: Format) -> bytes:
+    """The family's `# HELP` and `# TYPE` lines as prometheus-client writes them in `fmt`."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Header(spec))
+    return render_registry(registry, fmt)
+
+
+def sample_name(spec: MetricSpec) -> str:
+    return spec.name + "_total" if spec.family is CounterMetricFamily else spec.name
+
+
+def target_labels(snapshot: TargetSnapshot) -> tuple[tuple[str, str], ...]:
+    return tuple(zip(TARGET_LABELS, (snapshot.waba_id, snapshot.target_name), strict=True))
+
+
+def render_target(spec: MetricSpec, snapshot: TargetSnapshot) -> bytes:
+    """Every sample of one family for one target."""
+    dimensions = snapshot.dimensions if spec.per_series else ()
+    template = LineTemplate.build(
+        sample_name(spec),
+        target_labels(snapshot),
+        [DIMENSIONS_BY_NAME[name].label for name in dimensions],
+    )
+    return render_lines(template, spec.samples(snapshot)).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class _TargetFragments:
+    """One target's compressed per-series families, and what they were rendered from."""
+
+    conversations: object
+    observed: object
+    waba_id: str
+    dimensions: tuple[str, ...]
+    families: Mapping[str, Fragment]
+
+    def fits(self, snapshot: TargetSnapshot) -> bool:
+        # Identity, not equality: a poll builds new mappings, a failed poll keeps the old ones.
+        return (
+            self.conversations is snapshot.conversations
+            and self.observed is snapshot.observed
+            and self.waba_id == snapshot.waba_id
+            and self.dimensions == snapshot.dimensions
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """One render: the view it shows, and its compressed body in each format."""
+
+    view: StoreView
+    bodies: Mapping[Format, Fragment]
+    stale_at: float
+    """When the next fresh target goes stale, and this render with it (inf: never)."""
+
+
+class ExpositionCache:
+    """The rendered /metrics body; `invalidate()` after a swap, `body()` per scrape."""
+
+    def __init__(
+        self,
+        store: SnapshotStore,
+        polled: CollectorRegistry,
+        live: CollectorRegistry,
+        stale_after: float,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._polled = polled
+        self._live = live
+        self.stale_after = stale_after
+        """Replaced on reload; read once per render."""
+        self._clock = clock
+        self._headers = {
+            (spec.name, fmt): fragment(header(spec, fmt)) for spec in METRICS for fmt in FORMATS
+        }
+        self._targets: dict[str, _TargetFragments] = {}
+        self._build_lock = threading.Lock()
+        self._dirty = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.renders = 0
+        """How many renders ran (the exporter's self-metrics report it)."""
+        self.last_render_seconds = 0.0
+        self._rendered = self._render()
+
+    # -- rendering --------------------------------------------------------------------------
+
+    def _families(self, snapshot: TargetSnapshot) -> _TargetFragments:
+        cached = self._targets.get(snapshot.target_name)
+        if cached is not None and cached.fits(snapshot):
+            return cached
+        families = {
+            spec.name: fragment(render_target(spec, snapshot))
+            for spec in METRICS
+            if spec.per_series
+        }
+        return _TargetFragments(
+            snapshot.conversations,
+            snapshot.observed,
+            snapshot.waba_id,
+            snapshot.dimensions,
+            families,
+        )
+
+    def _render(self) -> Rendered:
+        started = time.perf_counter()
+        view = self._store.current()
+        now, stale_after = self._clock(), self.stale_after
+        fresh = [name for name, s in view.snapshots.items() if not is_stale(s, now, stale_after)]
+        fresh_set = set(fresh)
+        targets = {name: self._families(s) for name, s in view.snapshots.items()}
+        self._targets = targets  # forgets removed targets
+        # Per-target gauges (one line per target): cheap, rendered anew every time, once for
+        # both formats.
+        small = {
+            spec.name: fragment(
+                b"".join(
+                    render_target(spec, s)
+                    for name, s in view.snapshots.items()
+                    if not spec.data or name in fresh_set
+                )
+            )
+            for spec in METRICS
+            if not spec.per_series
+        }
+        bodies: dict[Format, Fragment] = {}
+        for fmt in FORMATS:
+            pieces: list[Fragment] = []
+            for spec in METRICS:
+                pieces.append(self._headers[spec.name, fmt])
+                if not spec.per_series:
+                    pieces.append(small[spec.name])
+                    continue
+                shown: Iterable[str] = fresh if spec.data else view.snapshots
+                pieces.extend(targets[name].families[spec.name] for name in shown)
+            pieces.append(fragment(render_registry(self._polled, fmt)))
+            bodies[fmt] = join(pieces)
+        stale_at = (
+            min((view.snapshots[name].last_success or 0.0) + stale_after for name in fresh)
+            if fresh
+            else float("inf")
+        )
+        self.renders += 1
+        self.last_render_seconds = time.perf_counter() - started
+        return Rendered(view, bodies, stale_at)
+
+    def refresh(self) -> Rendered:
+        """Render now, in the caller's thread, and serve that from now on."""
+        with self._build_lock:
+            self._dirty.clear()
+            self._rendered = self._render()
+            return self._rendered
+
+    def current(self) -> Rendered:
+        return self._rendered
+
+    # -- background thread --------------------------------------------------------------------
+
+    def invalidate(self) -> None:
+        """A snapshot was swapped in (or the targets changed): render again soon."""
+        self._dirty.set()
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="render", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._dirty.set()
+
+    def _run(self) -> None:
+        last = 0.0
+        while not self._stop.is_set():
+            signalled = self._dirty.wait(STALE_CHECK_SECONDS)
+            if self._stop.is_set():
+                return
+            if not signalled and self._clock() < self._rendered.stale_at:
+                continue
+            # Let a burst of swaps gather into one render.
+            wait = last + REBUILD_SPACING - time.monotonic()
+            if wait > 0 and self._stop.wait(wait):
+                return
+            last = time.monotonic()
+            try:
+                self.refresh()
+            except Exception:  # a bug here must not freeze /metrics for good
+                log.exception("rendering /metrics failed; serving the previous render")
+
+    # -- serving --------------------------------------------------------------------------------
+
+    def body(self, fmt: Format, gzip: bool) -> tuple[Iterable[bytes], int]:
+        """The response body (pieces) and its length: the cached render plus the live tail."""
+        prefix = self._rendered.bodies[fmt]
+        tail = render_registry(self._live, fmt)
+        if fmt == OPENMETRICS:
+            tail += EOF
+        if gzip:
+            pieces = gzip_body(prefix, tail)
+            return pieces, sum(map(len, pieces))
+        return chain(inflate(prefix.deflated), (tail,)), prefix.length + len(tail)

@@ -1,0 +1,177 @@
+"""The render-once cache: same bytes as prometheus-client, rendered per swap, never blocking."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import threading
+
+import pytest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+
+from exporter.collector import ConversationCollector
+from exporter.render import OPENMETRICS, TEXT, ExpositionCache
+from exporter.snapshot import SnapshotStore, TargetSnapshot
+
+NOW = 1_700_000_200.0
+DIMS = ("CONVERSATION_CATEGORY", "COUNTRY")
+
+
+def snapshot(name: str, waba_id: str, *, scale: int = 1, last_success: float = NOW - 100):
+    return TargetSnapshot(
+        target_name=name,
+        waba_id=waba_id,
+        poll_success=True,
+        poll_duration=0.25,
+        last_success=last_success,
+        bucket_start=1_699_999_200,
+        conversations={("MARKETING", "IN"): 42 * scale, ('SER"VICE', "K\\W"): 0},
+        observed={("MARKETING", "IN"): 1_234_567 * scale, ('SER"VICE', "K\\W"): 7},
+        dimensions=DIMS,
+    )
+
+
+class Setup:
+    def __init__(self, stale_after: float = 3600) -> None:
+        self.now = NOW
+        self.store = SnapshotStore(DIMS)
+        self.polled = CollectorRegistry()
+        self.errors = Counter("demo_errors", "Errors.", ["waba_name"], registry=self.polled)
+        self.live = CollectorRegistry()
+        Gauge("demo_live", "Live.", registry=self.live).set(5)
+        collector = ConversationCollector(self.store, stale_after, clock=lambda: self.now)
+        self.everything = CollectorRegistry()
+        for part in (collector, self.errors, *self.live._collector_to_names):
+            self.everything.register(part)
+        self.cache = ExpositionCache(
+            self.store, self.polled, self.live, stale_after, clock=lambda: self.now
+        )
+        self.store.on_change = self.cache.invalidate
+
+    def body(self, fmt: str, compressed: bool) -> bytes:
+        pieces, length = self.cache.body(fmt, gzip=compressed)
+        data = b"".join(pieces)
+        assert len(data) == length
+        return gzip.decompress(data) if compressed else data
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_the_body_is_prometheus_clients_own_bytes(compressed: bool) -> None:
+    s = Setup()
+    s.store.put(snapshot("acme", "1153"))
+    s.store.put(snapshot("globex", "2264", scale=3))
+    s.store.put(TargetSnapshot("failing", "", False, 1.5, dimensions=DIMS))
+    s.errors.labels("acme").inc(2)
+    s.cache.refresh()
+    assert s.body(TEXT, compressed) == generate_latest(s.everything)
+    assert s.body(OPENMETRICS, compressed) == generate_openmetrics(s.everything)
+
+
+def test_nothing_changes_until_a_render() -> None:
+    s = Setup()
+    s.store.put(snapshot("acme", "1153"))
+    before = s.body(TEXT, False)
+    assert b'waba_name="acme"' not in before  # the initial render had no targets
+    s.errors.labels("acme").inc()  # polled self-metrics, too, wait for the render
+    assert s.body(TEXT, False) == before
+    s.cache.refresh()
+    after = s.body(TEXT, False)
+    assert b'waba_name="acme"' in after and b'demo_errors_total{waba_name="acme"} 1.0' in after
+
+
+def test_live_metrics_are_rendered_on_every_scrape() -> None:
+    s = Setup()
+    gauge = Gauge("demo_moving", "Moves.", registry=s.live)
+    gauge.set(1)
+    assert b"demo_moving 1.0" in s.body(TEXT, True)
+    gauge.set(2)
+    assert b"demo_moving 2.0" in s.body(TEXT, True)
+    assert s.body(OPENMETRICS, True).endswith(b"demo_moving 2.0\n# EOF\n")
+
+
+def test_stale_data_leaves_with_the_next_render() -> None:
+    s = Setup(stale_after=600)
+    s.store.put(snapshot("acme", "1153", last_success=NOW - 100))
+    rendered = s.cache.refresh()
+    assert rendered.stale_at == NOW - 100 + 600
+    assert b"whatsapp_conversations{" in s.body(TEXT, False)
+    s.now = NOW + 1000
+    s.cache.refresh()
+    text = s.body(TEXT, False)
+    assert b"whatsapp_conversations{" not in text
+    assert b'whatsapp_exporter_poll_success{waba_id="1153",waba_name="acme"} 1.0' in text
+    assert s.cache.current().stale_at == float("inf")
+
+
+def test_a_target_is_rendered_again_only_when_its_data_changed() -> None:
+    s = Setup()
+    s.store.put(snapshot("acme", "1153"))
+    s.store.put(snapshot("globex", "2264"))
+    s.cache.refresh()
+    first = dict(s.cache._targets)
+    # A failed poll keeps the data (same mappings): nothing of acme's series is rendered again.
+    s.store.put(dataclasses.replace(s.store.get("acme"), poll_success=False))
+    s.store.put(snapshot("globex", "2264", scale=2))  # a new poll: new mappings
+    s.cache.refresh()
+    assert s.cache._targets["acme"] is first["acme"]
+    assert s.cache._targets["globex"] is not first["globex"]
+    assert b'whatsapp_exporter_poll_success{waba_id="1153",waba_name="acme"} 0.0' in s.body(
+        TEXT, False
+    )
+
+
+def test_removed_targets_are_forgotten() -> None:
+    s = Setup()
+    s.store.put(snapshot("acme", "1153"))
+    s.cache.refresh()
+    s.store.retain([], DIMS)
+    s.cache.refresh()
+    assert "acme" not in s.cache._targets
+    assert b"acme" not in s.body(TEXT, False)
+
+
+def test_the_thread_renders_after_a_swap_and_a_scrape_never_waits_for_it() -> None:
+    s = Setup()
+    s.cache.start()
+    try:
+        s.store.put(snapshot("acme", "1153"))
+        done = threading.Event()
+        # Liveness, not speed: the render thread picks the swap up without anyone asking.
+        for _ in range(100):
+            if "acme" in s.cache.current().view.snapshots:
+                done.set()
+                break
+            threading.Event().wait(0.05)
+        assert done.is_set()
+        # While a render holds the lock, a scrape still gets the last body at once.
+        with s.cache._build_lock:
+            served = threading.Thread(target=lambda: s.body(TEXT, True))
+            served.start()
+            served.join(timeout=10)
+            assert not served.is_alive()
+    finally:
+        s.cache.stop()
+
+
+def test_a_failing_render_keeps_the_previous_body(monkeypatch, caplog) -> None:
+    s = Setup()
+    s.store.put(snapshot("acme", "1153"))
+    s.cache.refresh()
+    before = s.body(TEXT, False)
+
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(s.cache, "_render", broken)
+    s.cache.start()
+    try:
+        s.cache.invalidate()
+        for _ in range(100):
+            if "rendering /metrics failed" in caplog.text:
+                break
+            threading.Event().wait(0.05)
+        assert "rendering /metrics failed" in caplog.text
+        assert s.body(TEXT, False) == before
+    finally:
+        s.cache.stop()
