@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import json
 import math
 import signal
@@ -24,6 +25,7 @@ from exporter.simulator import (
     SimAccount,
     Simulator,
     answer_points,
+    scaled_accounts,
 )
 from exporter.simulator.traffic import combos, final_count, observed_count
 from exporter.vocabulary import ANSWER_VALUES, DIMENSIONS, HALF_HOUR_SECONDS
@@ -620,3 +622,183 @@ def test_module_runs_until_interrupted() -> None:
     finally:
         process.kill()
         process.wait()
+
+
+# -- benchmark knobs: scaled accounts, latency, answer cache ------------------------------------
+
+
+@pytest.mark.parametrize(("count", "label_sets"), [(1, 1), (3, 7), (4, 25), (2, 250)])
+def test_scaled_accounts_have_exactly_the_label_sets_asked_for(count: int, label_sets: int) -> None:
+    accounts = scaled_accounts(count, label_sets)
+    assert len(accounts) == count
+    assert len({a.waba_id for a in accounts}) == count
+    assert len({a.name for a in accounts}) == count
+    for account in accounts:
+        account_combos = combos(account)
+        assert len(account_combos) == label_sets
+        assert len({dataclasses.replace(c, base_rate=0) for c in account_combos}) == label_sets
+        assert {c.phone_number for c in account_combos} <= set(account.phone_numbers)
+        assert {c.country for c in account_combos} <= {code for code, _ in account.countries}
+
+
+def test_scaled_accounts_are_deterministic_and_look_real() -> None:
+    accounts = scaled_accounts(50, 40)
+    assert accounts == scaled_accounts(50, 40)
+    assert scaled_accounts(10, 40) == accounts[:10]
+    values: dict[str, set[str]] = {key: set() for key in ANSWER_VALUES}
+    for account in accounts:
+        assert account.waba_id.isdigit() and len(account.waba_id) == 15
+        assert account.customer_id is None
+        assert all(p.isdigit() and len(p) == 12 for p in account.phone_numbers)
+        assert len(set(account.phone_numbers)) == len(account.phone_numbers)
+        assert all(len(code) == 2 and code.isupper() for code, _ in account.countries)
+        for combo in combos(account):
+            for key in values:
+                values[key].add(getattr(combo, key))
+    for key, seen in values.items():
+        assert seen <= set(ANSWER_VALUES[key]), key
+        assert len(seen) >= 3, key
+
+
+def test_scaled_accounts_check_their_arguments() -> None:
+    with pytest.raises(ValueError):
+        scaled_accounts(2, 0)
+    with pytest.raises(ValueError):
+        scaled_accounts(-1, 5)
+
+
+@pytest.mark.parametrize("hour", [0, 3, 9, 15, 21])
+def test_scaled_label_sets_are_busy_in_most_buckets(hour: int) -> None:
+    """Every label set shows up in a 6-hour window at any time of day, so the cardinality a
+    benchmark asks for is the cardinality the exporter sees; and it is non-zero in most of
+    the window's complete buckets."""
+    label_sets = 30
+    for account in scaled_accounts(4, label_sets):
+        as_of = local_bucket(account, -1, hour) + 600
+        query = AnalyticsQuery(start=as_of - 6 * HOUR, end=int(as_of), dimensions=ALL_DIMENSIONS)
+        points = answer_points(account, query, as_of)
+        seen = {tuple(str(p[d.point_key]) for d in DIMENSIONS) for p in points}
+        assert len(seen) == label_sets
+        complete = [p for p in points if int(p["end"]) <= as_of]
+        buckets = {p["start"] for p in complete}
+        assert len(complete) > 0.75 * label_sets * len(buckets)
+
+
+def test_scaled_accounts_over_http(clock: FakeClock) -> None:
+    accounts = scaled_accounts(2, 12)
+    with Simulator(api_key="test-key", accounts=accounts, clock=clock) as simulator:
+        response = get(simulator, QUERY, path=waba_path("v25.0", accounts[1].waba_id))
+        points = response.json()["conversation_analytics"]["data"][0]["data_points"]
+        assert len({tuple(p[d.point_key] for d in DIMENSIONS) for p in points}) == 12
+
+
+def test_latency_holds_every_answer() -> None:
+    latency = 0.25
+    with Simulator(api_key="test-key", latency=latency) as simulator:
+        now = int(time.time())
+        query = AnalyticsQuery(start=now - 3 * HOUR, end=now, dimensions=ALL_DIMENSIONS)
+        for path in (waba_path("v25.0", ACME.waba_id), "/nope"):
+            began = time.monotonic()
+            response = get(simulator, query, path=path)
+            assert time.monotonic() - began >= latency
+        assert response.status_code == 404
+        recorded = simulator.requests
+        assert [r.status for r in recorded] == [200, 404]
+        assert all(r.answered is not None and r.answered - r.time >= latency for r in recorded)
+
+
+def test_latency_default_is_none_and_negative_is_refused(sim: Simulator) -> None:
+    assert sim.latency == 0
+    get(sim, QUERY)
+    (recorded,) = sim.requests
+    assert recorded.answered == NOW  # the fake clock did not move
+    with pytest.raises(ValueError, match="latency"):
+        Simulator(latency=-0.1)
+
+
+def test_answer_cache_is_off_by_default(sim: Simulator, clock: FakeClock) -> None:
+    first = get(sim, QUERY).content
+    clock.now += 600
+    later = dataclasses.replace(QUERY, end=QUERY.end + 600)
+    assert get(sim, later).content != first  # the bucket in progress grew
+    assert sim.answer_cache_stats == (0, 0)
+
+
+def test_answer_cache_answers_a_repeated_query_within_the_half_hour(clock: FakeClock) -> None:
+    assert NOW % HALF_HOUR_SECONDS < HALF_HOUR_SECONDS - 600
+    with Simulator(api_key="test-key", clock=clock, answer_cache=True) as simulator:
+        first = get(simulator, QUERY).content
+        clock.now += 600
+        later = dataclasses.replace(QUERY, end=QUERY.end + 600)  # same half hour
+        again = get(simulator, later)
+        assert again.content == first
+        assert "X-Business-Use-Case-Usage" in again.headers
+        assert simulator.answer_cache_stats == (1, 1)
+        # Another account, another question, or a faulty answer: not from the cache.
+        other = get(simulator, later, path=waba_path("v25.0", GULF.waba_id)).json()
+        assert other["id"] == GULF.waba_id
+        assert get(simulator, dataclasses.replace(later, dimensions=())).content != first
+        simulator.set_fault(Fault.flat(), times=1)
+        assert "data_points" in get(simulator, later).json()["conversation_analytics"]
+        # The next half hour is a new key: the answer is computed afresh.
+        clock.now = BUCKET + HALF_HOUR_SECONDS + 60
+        next_half_hour = dataclasses.replace(QUERY, end=int(clock.now))
+        fresh = get(simulator, next_half_hour).json()["conversation_analytics"]
+        expected = answer_points(ACME, next_half_hour, clock.now)
+        assert fresh == {"data": [{"data_points": expected}]}
+        assert simulator.answer_cache_stats == (1, 4)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
+def test_module_takes_the_benchmark_flags() -> None:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "exporter.simulator",
+            "--port=0",
+            "--api-key=k",
+            "--accounts=12",
+            "--label-sets=5",
+            "--latency=0.2",
+            "--answer-cache",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    accounts = scaled_accounts(12, 5)
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().rsplit(" ", 1)[-1].strip()
+        listing = [process.stdout.readline() for _ in range(4)]
+        assert accounts[0].waba_id in listing[0]
+        assert accounts[-1].waba_id in listing[3]
+        now = int(time.time())
+        query = AnalyticsQuery(start=now - 3 * HOUR, end=now - 60, dimensions=ALL_DIMENSIONS)
+        began = time.monotonic()
+        response = requests.get(
+            url + waba_path("v25.0", accounts[5].waba_id),
+            params={"fields": build_fields(query)},
+            headers={"Authorization": "Bearer k"},
+            timeout=5,
+        )
+        assert time.monotonic() - began >= 0.2
+        points = response.json()["conversation_analytics"]["data"][0]["data_points"]
+        assert len({tuple(p[d.point_key] for d in DIMENSIONS) for p in points}) == 5
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=5) == 0
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.mark.parametrize("flag", ["--latency=-1", "--accounts=0", "--label-sets=0"])
+def test_module_refuses_bad_benchmark_flags(flag: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "exporter.simulator", "--port=0", flag],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert flag.split("=")[0] in result.stderr

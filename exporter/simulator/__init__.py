@@ -6,7 +6,7 @@ quirks (`server.py`), parsing `fields=` as strictly as the upstream (`fields.py`
 
 from exporter.simulator.fields import FieldsError, parse_fields
 from exporter.simulator.server import Fault, RecordedRequest, Simulator
-from exporter.simulator.traffic import DEMO_ACCOUNTS, SimAccount, answer_points
+from exporter.simulator.traffic import DEMO_ACCOUNTS, SimAccount, answer_points, scaled_accounts
 
 __all__ = [
     "DEMO_ACCOUNTS",
@@ -17,4 +17,5 @@ __all__ = [
     "Simulator",
     "answer_points",
     "parse_fields",
+    "scaled_accounts",
 ]

@@ -7,6 +7,7 @@ and that the WABA belongs to the caller, forwards it to Meta (where injected fau
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
 import logging
@@ -22,7 +23,7 @@ from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from exporter.query import AnalyticsQuery
+from exporter.query import AnalyticsQuery, align_down
 from exporter.simulator.fields import FieldsError, parse_fields
 from exporter.simulator.traffic import DEMO_ACCOUNTS, Campaign, Point, SimAccount, answer_points
 from exporter.vocabulary import HISTORY_SECONDS
@@ -165,7 +166,9 @@ class RecordedRequest:
     `time` is the clock reading the answer was computed for (pass it as `as_of` to
     `answer_points` to recompute the answer); `path` is the raw URL path without the query
     string; `query` is the parsed `fields=` blob, None when it was missing or invalid; `status`
-    is 0 when the connection was closed without an answer.
+    is 0 when the connection was closed without an answer. `answered` is the clock reading when
+    the answer was ready to send (after any `slow` fault and the `latency`); it is left out of
+    comparisons, so a test can compare requests without knowing it.
     """
 
     time: float
@@ -173,6 +176,7 @@ class RecordedRequest:
     account_waba_id: str | None
     query: AnalyticsQuery | None
     status: int
+    answered: float | None = field(default=None, compare=False)
 
 
 @dataclass(slots=True)
@@ -231,6 +235,14 @@ class Simulator:
     `end` and `start`; inject one to make a test independent of the wall clock. The late-data
     knob (`late_seconds`, `late_fraction`) is described in `traffic.observed_count`, and
     `campaigns` (marketing bursts, e.g. for a spike scenario) in `traffic.Campaign`.
+
+    Two knobs are for benchmarks. `latency` (seconds) holds every answer that long before it
+    is sent, as a distant upstream would; the server is threaded, so the waits of concurrent
+    requests overlap. `answer_cache` (off by default) answers a query it answered before from
+    memory: the key is the account and the query with `end` aligned down to the half hour, so
+    the bucket in progress stops growing within a half hour. Building and encoding thousands of
+    points per request in Python would otherwise make the simulator, not the client, the
+    bottleneck of a timed poll cycle. `answer_cache_stats` counts hits and misses.
     """
 
     def __init__(
@@ -243,9 +255,13 @@ class Simulator:
         late_seconds: float = 0.0,
         late_fraction: float = 0.0,
         campaigns: Iterable[Campaign] = (),
+        latency: float = 0.0,
+        answer_cache: bool = False,
     ) -> None:
         if not 0.0 <= late_fraction <= 1.0:
             raise ValueError("late_fraction must be between 0 and 1")
+        if not latency >= 0.0:
+            raise ValueError("latency must not be negative")
         self.api_key = api_key
         self.accounts: tuple[SimAccount, ...] = tuple(accounts)
         self._by_waba = {account.waba_id: account for account in self.accounts}
@@ -257,6 +273,11 @@ class Simulator:
         self.late_seconds = late_seconds
         self.late_fraction = late_fraction
         self.campaigns: tuple[Campaign, ...] = tuple(campaigns)
+        self.latency = latency
+        self.answer_cache = answer_cache
+        self._cache: dict[tuple[str, AnalyticsQuery], bytes] = {}
+        self._cache_hits = 0
+        self._cache_misses = 0
         self._address = (host, port)
         self._clock = clock
         self._lock = threading.Lock()
@@ -334,6 +355,12 @@ class Simulator:
         with self._lock:
             self._requests.clear()
 
+    @property
+    def answer_cache_stats(self) -> tuple[int, int]:
+        """(hits, misses) of the answer cache so far; (0, 0) while it is off."""
+        with self._lock:
+            return self._cache_hits, self._cache_misses
+
     def account(self, waba_id: str) -> SimAccount:
         return self._by_waba[waba_id]
 
@@ -388,6 +415,8 @@ class Simulator:
         url = urlsplit(raw_path)
         query, fields_error = _parse_query_string(url.query)
         account, response = self._answer(now, url.path, authorization, query, fields_error)
+        if self.latency > 0 and self._stopping.wait(self.latency):
+            response = None  # stopped while holding the answer back: none is sent
         with self._lock:
             self._requests.append(
                 RecordedRequest(
@@ -396,6 +425,7 @@ class Simulator:
                     account_waba_id=account.waba_id if account else None,
                     query=query,
                     status=response.status if response else 0,
+                    answered=self._clock(),
                 )
             )
         return response
@@ -443,6 +473,16 @@ class Simulator:
         if rejection is not None:
             return account, _json(400, graph_body(100, f"(#100) {rejection}"))
 
+        usage = {"X-Business-Use-Case-Usage": self._usage(account, now)}
+        cache_key = None
+        if self.answer_cache and kind is None:
+            cache_key = (account.waba_id, dataclasses.replace(query, end=align_down(query.end)))
+            with self._lock:
+                cached = self._cache.get(cache_key)
+                if cached is not None:
+                    self._cache_hits += 1
+                    return account, _Response(200, cached, usage)
+                self._cache_misses += 1
         points = answer_points(
             account,
             query,
@@ -460,7 +500,9 @@ class Simulator:
         body = json.dumps(answer).encode()
         if kind == "malformed_json":
             body = body[: len(body) // 2]
-        usage = {"X-Business-Use-Case-Usage": self._usage(account, now)}
+        if cache_key is not None:
+            with self._lock:
+                self._cache[cache_key] = body
         return account, _Response(200, body, usage)
 
     def _authorized(self, authorization: str | None) -> bool:

@@ -40,10 +40,16 @@ class SimAccount:
     countries: tuple[tuple[str, float], ...]
     utc_offset_minutes: int
     peak_volume: float
+    label_sets: int = 0
+    """0: the label sets of a real account (a few dozen, from `_TEMPLATES`). N > 0: exactly N
+    label sets, spread over the templates by their shares, each carrying `peak_volume / N` (give
+    or take half) at the daily peak; see `scaled_accounts`."""
 
     def __post_init__(self) -> None:
         if not self.phone_numbers or not self.countries:
             raise ValueError(f"{self.waba_id}: needs at least one phone number and country")
+        if self.label_sets < 0:
+            raise ValueError(f"{self.waba_id}: label_sets must not be negative")
         if any(weight <= 0 for _, weight in self.countries):
             raise ValueError(f"{self.waba_id}: country weights must be positive")
         # Local midnights must fall on half-hour boundaries, so a day is whole buckets.
@@ -137,7 +143,10 @@ def combos(account: SimAccount) -> tuple[Combo, ...]:
 
     Each template goes to the (phone, country) pairs with the most weight, jittered by a hash so
     that the accounts do not all look alike; its share is split among them by that weight.
+    A scaled account (`label_sets` > 0) gets exactly that many instead (`_scaled_combos`).
     """
+    if account.label_sets:
+        return _scaled_combos(account)
     result: list[Combo] = []
     for category, direction, type_, share, count in _TEMPLATES:
         weighted = []
@@ -160,6 +169,100 @@ def combos(account: SimAccount) -> tuple[Combo, ...]:
             for weight, phone, country in chosen
         )
     return tuple(result)
+
+
+def _template_counts(label_sets: int) -> list[int]:
+    """`label_sets` split over `_TEMPLATES` by share (largest remainder: the counts add up)."""
+    exact = [share * label_sets for *_, share, _ in _TEMPLATES]
+    counts = [math.floor(x) for x in exact]
+    by_remainder = sorted(range(len(exact)), key=lambda i: (counts[i] - exact[i], i))
+    for i in by_remainder[: label_sets - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+def _scaled_combos(account: SimAccount) -> tuple[Combo, ...]:
+    """Exactly `account.label_sets` label sets, for benchmarks at a chosen cardinality.
+
+    Each template takes its share of the label sets, on (phone, country) pairs in an order
+    shuffled by a hash (so templates and accounts differ), and every label set carries between
+    half and one and a half times `peak_volume / label_sets` at the daily peak. With the volume
+    `scaled_accounts` gives, that is about 100 conversations per half hour: non-zero in nearly
+    every bucket even at night, so every label set shows up in any lookback window.
+    """
+    pairs = [
+        (phone, country) for phone in account.phone_numbers for country, _ in account.countries
+    ]
+    per_label_set = account.peak_volume / account.label_sets
+    result: list[Combo] = []
+    for (category, direction, type_, _, _), count in zip(
+        _TEMPLATES, _template_counts(account.label_sets), strict=True
+    ):
+        if count > len(pairs):
+            raise ValueError(f"{account.waba_id}: too few phones and countries for the label sets")
+
+        def order(pair: tuple[str, str], template: tuple[str, ...] = (category, direction, type_)):
+            return _units(account.waba_id, *template, *pair)[0]
+
+        for phone, country in sorted(pairs, key=order)[:count]:
+            jitter, _ = _units(account.waba_id, category, direction, type_, phone, country, "rate")
+            result.append(
+                Combo(category, direction, type_, country, phone, per_label_set * (0.5 + jitter))
+            )
+    return tuple(result)
+
+
+SCALED_COUNTRIES = (
+    "IN", "BR", "ID", "MX", "US", "GB", "DE", "ES", "IT", "FR", "AE", "SA", "KW", "EG", "NG",
+    "ZA", "KE", "TR", "PK", "BD", "PH", "MY", "SG", "TH", "VN", "AR", "CO", "CL", "PE", "PT",
+)  # fmt: skip
+"""Two-letter country codes for scaled accounts, most WhatsApp-heavy markets first."""
+
+_SCALED_OFFSETS = (330, -180, 420, 180, 0, 60, -300, 480, 240, -360)
+SCALED_RATE_PER_LABEL_SET = 100.0
+"""Conversations per half hour of one scaled label set at the daily peak (on average)."""
+
+
+def scaled_accounts(count: int, label_sets_per_account: int) -> tuple[SimAccount, ...]:
+    """`count` synthetic accounts with exactly `label_sets_per_account` label sets each.
+
+    For benchmarks at a chosen cardinality: with all five dimensions enabled, the exporter
+    shows `count * label_sets_per_account` label sets. Deterministic: the same arguments give
+    the same accounts, 15-digit WABA ids (distinct), 12-digit phone numbers, two-letter
+    countries and the real category, direction and type values of `_TEMPLATES`; just enough
+    phones and countries for the largest template's share. Names are `bench-00000`, ...
+    """
+    if count < 0 or label_sets_per_account < 1:
+        raise ValueError("count must be >= 0 and label_sets_per_account >= 1")
+    widest = max(_template_counts(label_sets_per_account))
+    countries = min(len(SCALED_COUNTRIES), max(1, math.isqrt(widest - 1) + 1))
+    phones = -(-widest // countries)
+    accounts = []
+    for i in range(count):
+        # i * a mod m is one-to-one for i < m when a and m are coprime: distinct ids.
+        waba_id = str(100_000_000_000_000 + i * 7_919_357_011 % 900_000_000_000_000)
+        phone_numbers = tuple(
+            "91" + str(7_000_000_000 + int(_units(waba_id, "phone", j)[0] * 2_999_999_999))
+            for j in range(phones)
+        )
+        if len(set(phone_numbers)) != phones:  # a hash collision: fall back to a sequence
+            phone_numbers = tuple(f"91{7_000_000_000 + j:010d}" for j in range(phones))
+        accounts.append(
+            SimAccount(
+                waba_id=waba_id,
+                name=f"bench-{i:05d}",
+                customer_id=None,
+                phone_numbers=phone_numbers,
+                countries=tuple(
+                    (code, float(countries - k))
+                    for k, code in enumerate(SCALED_COUNTRIES[:countries])
+                ),
+                utc_offset_minutes=_SCALED_OFFSETS[i % len(_SCALED_OFFSETS)],
+                peak_volume=SCALED_RATE_PER_LABEL_SET * label_sets_per_account,
+                label_sets=label_sets_per_account,
+            )
+        )
+    return tuple(accounts)
 
 
 @dataclass(frozen=True, slots=True)
