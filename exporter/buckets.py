@@ -189,9 +189,12 @@ def accumulate(
         merged = _extended(counted.get(start), size)
         for labels, count in counts.items():
             position = index[labels]
-            before = max(merged[position], 0)
+            before = merged[position]
+            if before < 0:
+                before = 0
             if count > before:
-                totals[position] = max(totals[position], 0) + count - before
+                total = totals[position]
+                totals[position] = (total if total > 0 else 0) + count - before
                 merged[position] = count
             elif totals[position] == ABSENT:
                 # A label set first seen at 0 still gets its series.

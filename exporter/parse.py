@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 
 from exporter.errors import BadResponse
 from exporter.vocabulary import DIMENSIONS_BY_NAME, HALF_HOUR_SECONDS, DataPoint
@@ -52,6 +53,27 @@ def _label_value(value: object) -> str:
     return sys.intern(value if isinstance(value, str) else str(value))
 
 
+def label_reader(keys: Sequence[str]) -> Callable[[Mapping[str, object]], tuple[object, ...]]:
+    """A function returning a point's values for `keys` as a tuple, None where a key is absent.
+
+    `operator.itemgetter` reads all keys in one C call; a point that lacks one (the upstream
+    leaves keys out) takes the slower `.get` path.
+    """
+    if not keys:
+        return lambda raw: ()
+    getter = itemgetter(*keys)
+    single = len(keys) == 1
+
+    def read(raw: Mapping[str, object]) -> tuple[object, ...]:
+        try:
+            values = getter(raw)
+        except KeyError:
+            return tuple(map(raw.get, keys))
+        return (values,) if single else values
+
+    return read
+
+
 def _raw_points(analytics: object) -> Sequence[object]:
     if not isinstance(analytics, Mapping):
         raise BadResponse("conversation_analytics: expected an object")
@@ -85,28 +107,36 @@ def parse_answer(body: object, dimensions: Sequence[str]) -> Answer:
         # The upstream leaves the key out when there is no data: an empty answer, not an error.
         return Answer(waba_id, ())
     point_keys = [DIMENSIONS_BY_NAME[name].point_key for name in dimensions]
+    read_labels = label_reader(point_keys)
+    # Raw dimension values -> the label tuple, built once per label set: a label set recurs in
+    # every bucket of the window, and every recurrence then shares one tuple.
+    label_sets: dict[tuple[object, ...], tuple[str, ...]] = {}
     points = []
     for index, raw in enumerate(_raw_points(analytics)):
-        where = f"data_points[{index}]"
-        if not isinstance(raw, Mapping):
-            raise BadResponse(f"{where}: expected an object")
+        if type(raw) is not dict and not isinstance(raw, Mapping):  # ABC checks are slow
+            raise BadResponse(f"data_points[{index}]: expected an object")
         try:
             start, end, count = raw["start"], raw["end"], raw["conversation"]
         except KeyError as missing:
-            raise BadResponse(f"{where}: missing {missing}") from None
-        conversations = _integer(count, f"{where}.conversation")
-        if conversations < 0:
-            raise BadResponse(f"{where}.conversation: negative count {conversations}")
-        start, end = _integer(start, f"{where}.start"), _integer(end, f"{where}.end")
+            raise BadResponse(f"data_points[{index}]: missing {missing}") from None
+        # Plain ints are the norm; anything else goes through the checks.
+        if type(count) is not int:
+            count = _integer(count, f"data_points[{index}].conversation")
+        if count < 0:
+            raise BadResponse(f"data_points[{index}].conversation: negative count {count}")
+        if type(start) is not int:
+            start = _integer(start, f"data_points[{index}].start")
+        if type(end) is not int:
+            end = _integer(end, f"data_points[{index}].end")
         if start % HALF_HOUR_SECONDS or end - start != HALF_HOUR_SECONDS:
             # Not the half hour we asked for: counting it would put it in a bucket of its own.
-            raise BadResponse(f"{where}: {start}..{end} is not a half-hour bucket")
-        points.append(
-            DataPoint(
-                start=start,
-                end=end,
-                conversations=conversations,
-                labels=tuple(_label_value(raw.get(key)) for key in point_keys),
-            )
-        )
+            raise BadResponse(f"data_points[{index}]: {start}..{end} is not a half-hour bucket")
+        raw_labels = read_labels(raw)
+        try:
+            labels = label_sets[raw_labels]
+        except KeyError:
+            labels = label_sets[raw_labels] = tuple(_label_value(v) for v in raw_labels)
+        except TypeError:  # an unhashable value (a list, an object): labelled as text
+            labels = tuple(_label_value(v) for v in raw_labels)
+        points.append(DataPoint(start, end, count, labels))
     return Answer(waba_id, tuple(points))

@@ -114,3 +114,14 @@ def test_non_string_dimension_values_become_strings_and_null_becomes_empty() -> 
 def test_malformed_answers_raise_bad_response(body: object) -> None:
     with pytest.raises(BadResponse):
         parse_answer(body, ALL)
+
+
+def test_label_reader_reads_present_and_absent_keys() -> None:
+    from exporter.parse import label_reader
+
+    point = {"country": "KW", "phone_number": "9122", "conversation_type": None}
+    assert label_reader(["country", "phone_number"])(point) == ("KW", "9122")
+    assert label_reader(["country"])(point) == ("KW",)
+    assert label_reader([])(point) == ()
+    assert label_reader(["country", "conversation_category"])(point) == ("KW", None)
+    assert label_reader(["conversation_type"])(point) == (None,)
