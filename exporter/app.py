@@ -49,16 +49,20 @@ class Exporter:
         self._pollers: dict[str, TargetPoller] = {}
         self.collector = ConversationCollector(self.store, config.poll.stale_after, clock=clock)
         process = ProcessCollector(registry=None)
-        # Everything, rendered by prometheus-client on demand: `--once`, and /metrics requests
-        # with a `name[]` filter. In the same order as the cached body, so that the two agree.
-        self.registry = _registry(self.collector, *self.metrics.polled, *self.metrics.live, process)
+        live = _registry(*self.metrics.live, process)
         # What /metrics serves: rendered once per swap, plus the live self-metrics per scrape.
         self.cache = ExpositionCache(
             self.store,
             polled=_registry(*self.metrics.polled),
-            live=_registry(*self.metrics.live, process),
+            live=live,
             stale_after=config.poll.stale_after,
             clock=clock,
+        )
+        live.register(self.cache)
+        # Everything, rendered by prometheus-client on demand: `--once`, and /metrics requests
+        # with a `name[]` filter. In the same order as the cached body, so that the two agree.
+        self.registry = _registry(
+            self.collector, *self.metrics.polled, *self.metrics.live, process, self.cache
         )
         self.store.on_change = self.cache.invalidate
         self.config = config

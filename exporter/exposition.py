@@ -17,17 +17,19 @@ Only the compressed form is kept: at 100k series the text is ~23 MB, its gzip un
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from prometheus_client.utils import floatToGoString
 
 from exporter.buckets import LabelValues
 
-COMPRESS_LEVEL = 6
-"""zlib's default: fragments are compressed once per poll, so size matters more than speed."""
+COMPRESS_LEVEL = 9
+"""Fragments are compressed once per poll of their target, and served on every scrape: size first
+(at 100k series 9 gives 734 kB where 6 gives 812 kB, for 0.2 ms more per target and poll)."""
 TAIL_COMPRESS_LEVEL = 1
 """The per-scrape tail (a few KB of self-metrics) is compressed on every scrape: speed first."""
 
@@ -84,6 +86,25 @@ class LineTemplate:
                 order.append(position - fixed)
         labels = "{" + ",".join(parts) + "}" if parts else ""
         return cls(f"{metric_name}{labels} %s\n", tuple(order))
+
+
+_LEGACY_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LEGACY_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+def plain_sample_names(name: str, label_names: Iterable[str]) -> bool:
+    """True when no name needs escaping or quoting (then both formats write it as is)."""
+    return _LEGACY_NAME.fullmatch(name) is not None and all(
+        _LEGACY_LABEL.fullmatch(label) is not None for label in label_names
+    )
+
+
+def sample_line(name: str, labels: Mapping[str, str], value: float) -> str:
+    """One sample as both text formats write it (labels sorted by name), for legacy names."""
+    if not labels:
+        return f"{name} {format_value(value)}\n"
+    pairs = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in sorted(labels.items()))
+    return f"{name}{{{pairs}}} {format_value(value)}\n"
 
 
 def render_lines(template: LineTemplate, rows: Iterable[tuple[LabelValues, float]]) -> str:

@@ -25,6 +25,10 @@ class Answer:
     points: tuple[DataPoint, ...]
 
 
+_new_point = tuple.__new__
+"""Builds a DataPoint without the named tuple's Python-level __new__: a third of a
+microsecond saved per point, and an answer has thousands."""
+
 _DECIMAL = re.compile(r"-?[0-9]{1,18}")
 """ASCII digits only (`str.isdigit` also accepts "²"), and short enough for any real count."""
 
@@ -138,5 +142,5 @@ def parse_answer(body: object, dimensions: Sequence[str]) -> Answer:
             labels = label_sets[raw_labels] = tuple(_label_value(v) for v in raw_labels)
         except TypeError:  # an unhashable value (a list, an object): labelled as text
             labels = tuple(_label_value(v) for v in raw_labels)
-        points.append(DataPoint(start, end, count, labels))
+        points.append(_new_point(DataPoint, (start, end, count, labels)))
     return Answer(waba_id, tuple(points))

@@ -30,7 +30,7 @@ from itertools import chain
 
 from prometheus_client import CollectorRegistry
 from prometheus_client import generate_latest as generate_text
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.registry import Collector
 
@@ -42,7 +42,9 @@ from exporter.exposition import (
     gzip_body,
     inflate,
     join,
+    plain_sample_names,
     render_lines,
+    sample_line,
 )
 from exporter.snapshot import SnapshotStore, StoreView, TargetSnapshot
 from exporter.vocabulary import DIMENSIONS_BY_NAME
@@ -76,19 +78,72 @@ def render_registry(registry: CollectorRegistry, fmt: Format) -> bytes:
     return text[: -len(EOF)] if fmt == OPENMETRICS and text.endswith(EOF) else text
 
 
-class _Header(Collector):
-    def __init__(self, spec: MetricSpec) -> None:
-        self._spec = spec
+class _Fixed(Collector):
+    def __init__(self, metric: Metric) -> None:
+        self._metric = metric
 
     def collect(self) -> Iterator[Metric]:
-        yield self._spec.family(self._spec.name, self._spec.documentation, labels=())
+        yield self._metric
+
+
+def render_metric(metric: Metric, fmt: Format) -> bytes:
+    """One family as prometheus-client writes it in `fmt`."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Fixed(metric))
+    return render_registry(registry, fmt)
 
 
 def header(spec: MetricSpec, fmt: Format) -> bytes:
     """The family's `# HELP` and `# TYPE` lines as prometheus-client writes them in `fmt`."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Header(spec))
-    return render_registry(registry, fmt)
+    return render_metric(spec.family(spec.name, spec.documentation, labels=()), fmt)
+
+
+class RegistryRenderer:
+    """A small registry's exposition in both formats from one `collect()`.
+
+    The text formats differ only in the `# HELP`/`# TYPE` lines (kept per family) and in
+    OpenMetrics' `# EOF`; counter and gauge sample lines are the same bytes in both. Anything
+    else (histograms, exemplars, names that need quoting) is left to prometheus-client.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+        self._headers: dict[tuple[str, str, str, str, Format], bytes] = {}
+
+    def render(self) -> dict[Format, bytes]:
+        parts: dict[Format, list[bytes]] = {fmt: [] for fmt in FORMATS}
+        for metric in self._registry.collect():
+            if not self._plain(metric):
+                for fmt in FORMATS:
+                    parts[fmt].append(render_metric(metric, fmt))
+                continue
+            lines = "".join(sample_line(s.name, s.labels, s.value) for s in metric.samples)
+            body = lines.encode()
+            for fmt in FORMATS:
+                parts[fmt] += [self._header(metric, fmt), body]
+        return {fmt: b"".join(pieces) for fmt, pieces in parts.items()}
+
+    def _header(self, metric: Metric, fmt: Format) -> bytes:
+        key = (metric.name, metric.type, metric.documentation, metric.unit, fmt)
+        text = self._headers.get(key)
+        if text is None:
+            empty = Metric(metric.name, metric.documentation, metric.type, metric.unit)
+            text = self._headers[key] = render_metric(empty, fmt)
+        return text
+
+    @staticmethod
+    def _plain(metric: Metric) -> bool:
+        if metric.type not in ("counter", "gauge") or metric.unit:
+            return False
+        suffix = "_total" if metric.type == "counter" else ""
+        return all(
+            s.name == metric.name + suffix
+            and s.timestamp is None
+            and s.exemplar is None
+            and s.native_histogram is None
+            and plain_sample_names(s.name, s.labels)
+            for s in metric.samples
+        )
 
 
 def sample_name(spec: MetricSpec) -> str:
@@ -140,8 +195,10 @@ class Rendered:
     """When the next fresh target goes stale, and this render with it (inf: never)."""
 
 
-class ExpositionCache:
-    """The rendered /metrics body; `invalidate()` after a swap, `body()` per scrape."""
+class ExpositionCache(Collector):
+    """The rendered /metrics body; `invalidate()` after a swap, `body()` per scrape.
+
+    Also a collector of its own self-metrics, for the live registry."""
 
     def __init__(
         self,
@@ -153,7 +210,7 @@ class ExpositionCache:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
-        self._polled = polled
+        self._polled = RegistryRenderer(polled)
         self._live = live
         self.stale_after = stale_after
         """Replaced on reload; read once per render."""
@@ -211,6 +268,7 @@ class ExpositionCache:
             for spec in METRICS
             if not spec.per_series
         }
+        polled = self._polled.render()
         bodies: dict[Format, Fragment] = {}
         for fmt in FORMATS:
             pieces: list[Fragment] = []
@@ -221,7 +279,7 @@ class ExpositionCache:
                     continue
                 shown: Iterable[str] = fresh if spec.data else view.snapshots
                 pieces.extend(targets[name].families[spec.name] for name in shown)
-            pieces.append(fragment(render_registry(self._polled, fmt)))
+            pieces.append(fragment(polled[fmt]))
             bodies[fmt] = join(pieces)
         stale_at = (
             min((view.snapshots[name].last_success or 0.0) + stale_after for name in fresh)
@@ -274,6 +332,21 @@ class ExpositionCache:
                 self.refresh()
             except Exception:  # a bug here must not freeze /metrics for good
                 log.exception("rendering /metrics failed; serving the previous render")
+
+    # -- self-metrics -----------------------------------------------------------------------------
+
+    def collect(self) -> Iterator[Metric]:
+        """How the cache itself does (a live collector: read on every scrape)."""
+        yield CounterMetricFamily(
+            "whatsapp_exporter_renders",
+            "Times /metrics was rendered anew (once per poll or burst of polls, not per scrape).",
+            value=self.renders,
+        )
+        yield GaugeMetricFamily(
+            "whatsapp_exporter_last_render_duration_seconds",
+            "How long the last render of /metrics took.",
+            value=self.last_render_seconds,
+        )
 
     # -- serving --------------------------------------------------------------------------------
 

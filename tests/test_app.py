@@ -51,3 +51,33 @@ def test_readiness_counts_targets_not_yet_polled() -> None:
         assert not exporter.is_ready(), "polled, but /metrics does not show it yet"
         exporter.cache.refresh()
         assert exporter.is_ready()
+
+
+def test_metrics_serves_what_prometheus_client_would_render() -> None:
+    import gzip
+
+    from exporter.render import OPENMETRICS, TEXT
+
+    with Simulator(api_key=TEST_API_KEY) as sim:
+        config = Config(
+            splashify=SplashifyConfig(api_key=Secret(TEST_API_KEY), base_url=sim.url),
+            targets=tuple(Target(name=a.name, waba_id=a.waba_id) for a in DEMO_ACCOUNTS[:3]),
+        )
+        exporter = Exporter(config)
+        assert exporter.poll_all_once()
+
+        def steady(text: bytes) -> list[bytes]:
+            # Process and render figures move between two renders; everything else must not.
+            moving = (b"process_", b"whatsapp_exporter_last_render", b"whatsapp_exporter_renders")
+
+            def name(line: bytes) -> bytes:
+                return line.split(b" ")[2] if line.startswith(b"#") else line
+
+            return [line for line in text.split(b"\n") if not name(line).startswith(moving)]
+
+        pieces, _ = exporter.cache.body(TEXT, gzip=True)
+        served = gzip.decompress(b"".join(pieces))
+        assert served.count(b"\nwhatsapp_conversations{") > 50
+        assert steady(served) == steady(exporter.exposition())
+        pieces, _ = exporter.cache.body(OPENMETRICS, gzip=False)
+        assert b"".join(pieces).endswith(b"# EOF\n")

@@ -175,3 +175,23 @@ def test_a_failing_render_keeps_the_previous_body(monkeypatch, caplog) -> None:
         assert s.body(TEXT, False) == before
     finally:
         s.cache.stop()
+
+
+def test_a_small_registry_renders_as_prometheus_client_renders_it() -> None:
+    from prometheus_client import Histogram, Info
+
+    from exporter.render import RegistryRenderer, render_registry
+
+    registry = CollectorRegistry()
+    errors = Counter("demo_errors", 'Errors, by "reason".\nTwo lines.', ["waba_name", "reason"],
+                     registry=registry)
+    errors.labels('a"c\\me', "auth").inc(3)
+    errors.labels("globex", "timeout").inc(1_500_000)
+    Gauge("demo_targets", "Targets.", registry=registry).set(0.25)
+    Gauge("demo_unset", "No samples.", ["x"], registry=registry)
+    Histogram("demo_seconds", "A histogram.", registry=registry).observe(0.3)  # left to p-c
+    Info("demo_build", "An info.", registry=registry).info({"version": "1"})  # left to p-c
+    rendered = RegistryRenderer(registry).render()
+    assert rendered[TEXT] == render_registry(registry, TEXT) == generate_latest(registry)
+    assert rendered[OPENMETRICS] == render_registry(registry, OPENMETRICS)
+    assert rendered[OPENMETRICS] + b"# EOF\n" == generate_openmetrics(registry)
