@@ -34,9 +34,6 @@ from exporter.snapshot import SnapshotStore
 
 log = logging.getLogger(__name__)
 
-WORKERS_PER_REQUEST_SLOT = 2
-"""Poll workers per `splashify.max_concurrency` request slot."""
-
 
 class Exporter:
     def __init__(self, config: Config, *, clock: Callable[[], float] = time.time) -> None:
@@ -137,18 +134,12 @@ class Exporter:
                 )
             log.info("config reloaded: %d target(s)", len(config.targets))
 
-    def _workers(self) -> int:
-        # A poll spends part of its time on the CPU (decoding and folding the answer) after its
-        # request slot is free again. With only as many workers as slots, those slots would sit
-        # idle meanwhile; the limiter, not the worker count, caps requests in flight.
-        return WORKERS_PER_REQUEST_SLOT * self.config.splashify.max_concurrency
-
     def start_polling(self) -> None:
         self.cache.start()
         self._scheduler = start_scheduler(
             self.pollers,
             self.config.poll.interval,
-            self._workers(),
+            self.config.splashify.max_concurrency,
             self.stopping,
         )
 
@@ -167,7 +158,7 @@ class Exporter:
 
     def poll_all_once(self) -> bool:
         """Poll every target concurrently (within the client's limits); True if all succeeded."""
-        with ThreadPoolExecutor(self._workers()) as pool:
+        with ThreadPoolExecutor(self.config.splashify.max_concurrency) as pool:
             results = list(pool.map(lambda poller: poller.poll(), self.pollers))
         self.cache.refresh()
         return all(results)
