@@ -139,6 +139,8 @@ def sync_jobs(
                 next_run_time=datetime.now(timezone.utc),
             )
         elif job.trigger.interval != interval:
+            # The next run is the next phase point of the new interval, however soon after the
+            # last run: the half-interval gap applies between runs of one interval only.
             job.reschedule(trigger)
         if job is not None and name in poll_now:
             job.modify(next_run_time=datetime.now(timezone.utc))

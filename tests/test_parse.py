@@ -125,3 +125,26 @@ def test_label_reader_reads_present_and_absent_keys() -> None:
     assert label_reader([])(point) == ()
     assert label_reader(["country", "conversation_category"])(point) == ("KW", None)
     assert label_reader(["conversation_type"])(point) == (None,)
+
+
+def test_non_text_dimension_values_keep_their_own_spelling() -> None:
+    # 1, True and 1.0 are one dict key in Python; as labels they are three values.
+    points = [
+        {"start": 0, "end": 1800, "conversation": 1, "country": value}
+        for value in (1, True, 1.0, "1")
+    ]
+    answer = parse_answer({"conversation_analytics": {"data_points": points}}, ("COUNTRY",))
+    assert [p.labels for p in answer.points] == [("1",), ("True",), ("1.0",), ("1",)]
+
+
+def test_an_implausible_count_is_a_bad_response() -> None:
+    from exporter.parse import MAX_COUNT
+
+    def body(count: object) -> dict:
+        return {"conversation_analytics": {"data_points": [
+            {"start": 0, "end": 1800, "conversation": count}]}}
+
+    assert parse_answer(body(MAX_COUNT), ()).points[0].conversations == MAX_COUNT
+    for count in (MAX_COUNT + 1, 2**63, -1, str(MAX_COUNT + 1)):
+        with pytest.raises(BadResponse, match="implausible count"):
+            parse_answer(body(count), ())
