@@ -32,7 +32,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from exporter.buckets import LabelValues
-from exporter.snapshot import SnapshotStore, TargetSnapshot
+from exporter.snapshot import SnapshotStore, StoreView, TargetSnapshot
 from exporter.vocabulary import DIMENSIONS_BY_NAME
 
 TARGET_LABELS = ("waba_id", "waba_name")
@@ -117,6 +117,11 @@ def is_stale(snapshot: TargetSnapshot, now: float, stale_after: float) -> bool:
     return snapshot.last_success is None or now - snapshot.last_success > stale_after
 
 
+def fresh_targets(view: StoreView, now: float, stale_after: float) -> list[str]:
+    """The targets whose data may be served, in store order."""
+    return [name for name, s in view.snapshots.items() if not is_stale(s, now, stale_after)]
+
+
 class ConversationCollector(Collector):
     """Yields the METRICS table for every target in the store."""
 
@@ -147,12 +152,7 @@ class ConversationCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         view = self._store.current()  # one consistent view for the whole scrape
-        now, stale_after = self._clock(), self.stale_after
-        fresh = {
-            name
-            for name, snapshot in view.snapshots.items()
-            if not is_stale(snapshot, now, stale_after)
-        }
+        fresh = set(fresh_targets(view, self._clock(), self.stale_after))
         for spec in METRICS:
             family = spec.family(
                 spec.name, spec.documentation, labels=self._labels(spec, view.dimensions)

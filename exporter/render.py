@@ -34,7 +34,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.registry import Collector
 
-from exporter.collector import METRICS, TARGET_LABELS, MetricSpec, is_stale
+from exporter.collector import METRICS, TARGET_LABELS, MetricSpec, fresh_targets
 from exporter.exposition import (
     Fragment,
     LineTemplate,
@@ -251,7 +251,7 @@ class ExpositionCache(Collector):
         started = time.perf_counter()
         view = self._store.current()
         now, stale_after = self._clock(), self.stale_after
-        fresh = [name for name, s in view.snapshots.items() if not is_stale(s, now, stale_after)]
+        fresh = fresh_targets(view, now, stale_after)
         fresh_set = set(fresh)
         targets = {name: self._families(s) for name, s in view.snapshots.items()}
         self._targets = targets  # forgets removed targets

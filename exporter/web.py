@@ -16,7 +16,7 @@ import ssl
 import threading
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -25,9 +25,7 @@ from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 from exporter import __version__
 from exporter.config import ListenAddress
-
-if TYPE_CHECKING:
-    from exporter.render import ExpositionCache
+from exporter.render import OPENMETRICS, TEXT, ExpositionCache
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +55,6 @@ def landing_page(target_names: Iterable[str]) -> str:
 
 def cached_metrics_app(cache: ExpositionCache, registry: CollectorRegistry) -> WSGIApp:
     """/metrics from the render cache; `registry` (everything) answers `name[]` filters."""
-    from exporter.render import OPENMETRICS, TEXT
-
     filtered = make_wsgi_app(registry)
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
