@@ -568,6 +568,16 @@ def test_fault_clears_itself_after_times(sim: Simulator) -> None:
     assert [get(sim, QUERY).status_code for _ in range(3)] == [502, 502, 200]
 
 
+def test_each_request_records_the_fault_it_took(sim: Simulator) -> None:
+    sim.set_fault(Fault.missing_key(), times=1)
+    sim.set_fault(Fault.status(502), waba_id=ACME.waba_id, times=1)
+    statuses = [get(sim, QUERY).status_code for _ in range(3)]
+    assert statuses == [502, 200, 200]
+    assert [r.fault for r in sim.requests] == ["status", "missing_key", None]
+    # A 200 that took a fault is told apart from a healthy one.
+    assert [r.status for r in sim.requests] == [502, 200, 200]
+
+
 def test_fault_for_one_waba(sim: Simulator) -> None:
     assert GULF.customer_id is not None
     sim.set_fault(Fault.status(503), waba_id=GULF.waba_id)

@@ -167,8 +167,9 @@ class RecordedRequest:
     `answer_points` to recompute the answer); `path` is the raw URL path without the query
     string; `query` is the parsed `fields=` blob, None when it was missing or invalid; `status`
     is 0 when the connection was closed without an answer. `answered` is the clock reading when
-    the answer was ready to send (after any `slow` fault and the `latency`); it is left out of
-    comparisons, so a test can compare requests without knowing it.
+    the answer was ready to send (after any `slow` fault and the `latency`); `fault` is the kind
+    of the armed fault this request took (`Fault.kind`), None for an untouched answer. Both are
+    left out of comparisons, so a test can compare requests without knowing them.
     """
 
     time: float
@@ -177,6 +178,7 @@ class RecordedRequest:
     query: AnalyticsQuery | None
     status: int
     answered: float | None = field(default=None, compare=False)
+    fault: FaultKind | None = field(default=None, compare=False)
 
 
 @dataclass(slots=True)
@@ -414,7 +416,8 @@ class Simulator:
         now = self._clock()
         url = urlsplit(raw_path)
         query, fields_error = _parse_query_string(url.query)
-        account, response = self._answer(now, url.path, authorization, query, fields_error)
+        taken: list[Fault] = []
+        account, response = self._answer(now, url.path, authorization, query, fields_error, taken)
         if self.latency > 0 and self._stopping.wait(self.latency):
             response = None  # stopped while holding the answer back: none is sent
         with self._lock:
@@ -426,6 +429,7 @@ class Simulator:
                     query=query,
                     status=response.status if response else 0,
                     answered=self._clock(),
+                    fault=taken[0].kind if taken else None,
                 )
             )
         return response
@@ -437,7 +441,9 @@ class Simulator:
         authorization: str | None,
         query: AnalyticsQuery | None,
         fields_error: str | None,
+        taken: list[Fault],
     ) -> tuple[SimAccount | None, _Response | None]:
+        """The account asked for and the answer; the fault taken, if any, is appended to `taken`."""
         waba_match = _WABA_ROUTE.fullmatch(path)
         customer_match = _CUSTOMER_ROUTE.fullmatch(path)
         if waba_match is None and customer_match is None:
@@ -454,6 +460,8 @@ class Simulator:
                 return None, _json(403, splashify_body(403))
 
         fault = self._take_fault(account.waba_id)
+        if fault is not None:
+            taken.append(fault)
         if fault is not None and fault.kind == "slow":
             if self._stopping.wait(fault.seconds):
                 return account, None
