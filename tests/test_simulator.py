@@ -634,6 +634,27 @@ def test_module_runs_until_interrupted() -> None:
         process.wait()
 
 
+def test_module_stops_quietly_when_interrupted_while_printing_its_banner() -> None:
+    # SIGINT as soon as the URL line is out, while the account lines are still being printed.
+    for _ in range(5):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "exporter.simulator", "--port", "0", "--api-key", "k"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert process.stdout is not None
+            assert process.stdout.readline().startswith("Simulated Splashify API on ")
+            process.send_signal(signal.SIGINT)
+            _, stderr = process.communicate(timeout=10)
+            assert process.returncode == 0, stderr
+            assert "Traceback" not in stderr
+        finally:
+            process.kill()
+            process.wait()
+
+
 # -- benchmark knobs: scaled accounts, latency, answer cache ------------------------------------
 
 

@@ -80,34 +80,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
         return 1
     with simulator:
-        print(f"Simulated Splashify API on {simulator.url}", flush=True)
-        shown = accounts if len(accounts) <= 10 else accounts[:3]
-        for account in shown:
-            route = waba_path("v25.0", account.waba_id)
-            if account.customer_id is not None:
-                route += f"  or  {customer_path(account.customer_id)}"
-            print(f"  {account.name}: waba_id {account.waba_id}  {route}", flush=True)
-        if len(shown) < len(accounts):
+        try:
+            print(f"Simulated Splashify API on {simulator.url}", flush=True)
+            shown = accounts if len(accounts) <= 10 else accounts[:3]
+            for account in shown:
+                route = waba_path("v25.0", account.waba_id)
+                if account.customer_id is not None:
+                    route += f"  or  {customer_path(account.customer_id)}"
+                print(f"  {account.name}: waba_id {account.waba_id}  {route}", flush=True)
+            if len(shown) < len(accounts):
+                print(
+                    f"  ... and {len(accounts) - len(shown)} more, to {accounts[-1].name}: "
+                    f"waba_id {accounts[-1].waba_id}",
+                    flush=True,
+                )
+            now = int(time.time())
+            example = build_fields(
+                AnalyticsQuery(start=now - 3 * 3600, end=now, dimensions=("COUNTRY",))
+            )
             print(
-                f"  ... and {len(accounts) - len(shown)} more, to {accounts[-1].name}: "
-                f"waba_id {accounts[-1].waba_id}",
+                f"Try: curl -H 'Authorization: Bearer {args.api_key}' "
+                f"'{simulator.url}{waba_path('v25.0', accounts[0].waba_id)}"
+                f"?{urlencode({'fields': example})}'",
                 flush=True,
             )
-        now = int(time.time())
-        example = build_fields(
-            AnalyticsQuery(start=now - 3 * 3600, end=now, dimensions=("COUNTRY",))
-        )
-        print(
-            f"Try: curl -H 'Authorization: Bearer {args.api_key}' "
-            f"'{simulator.url}{waba_path('v25.0', accounts[0].waba_id)}"
-            f"?{urlencode({'fields': example})}'",
-            flush=True,
-        )
-        try:
             # Sleeping in the main thread keeps Ctrl-C deliverable on every platform.
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:
+            # Also while the banner is still printing: a quiet stop, never a traceback.
             print("stopping", flush=True)
     return 0
 
