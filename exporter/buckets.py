@@ -133,6 +133,10 @@ class ObservedState:
     floor: int = 0
     """The latest window start seen. Buckets before it were forgotten and must never be
     counted again, even if the wall clock steps back and a window reaches them once more."""
+    last_seen: array[int] = field(default_factory=lambda: array("q"))
+    """Per label set, the start of the newest bucket any answer had it in, complete or not, at
+    any count (ABSENT: never). A label set whose newest bucket is still inside the window keeps
+    reading 0 even when a later answer leaves it out (or comes back with no data at all)."""
 
     @property
     def totals(self) -> PackedCounts:
@@ -174,6 +178,7 @@ def accumulate(
             index.setdefault(labels, len(index))
     size = len(index)
     totals = _extended(state.total_values, size)
+    last_seen = _extended(state.last_seen, size)
     counted = {start: v for start, v in state.counted_values.items() if start >= floor}
     for start, counts in buckets.items():
         if start < floor:
@@ -183,12 +188,16 @@ def accumulate(
             # increase() sees the first conversations when the bucket completes.
             for labels in counts:
                 position = index[labels]
+                if last_seen[position] < start:
+                    last_seen[position] = start
                 if totals[position] == ABSENT:
                     totals[position] = 0
             continue
         merged = _extended(counted.get(start), size)
         for labels, count in counts.items():
             position = index[labels]
+            if last_seen[position] < start:
+                last_seen[position] = start
             before = merged[position]
             if before < 0:
                 before = 0
@@ -200,7 +209,13 @@ def accumulate(
                 # A label set first seen at 0 still gets its series.
                 totals[position] = 0
         counted[start] = merged
-    return ObservedState(index=index, total_values=totals, counted_values=counted, floor=floor)
+    return ObservedState(
+        index=index,
+        total_values=totals,
+        counted_values=counted,
+        floor=floor,
+        last_seen=last_seen,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,18 +240,16 @@ def evaluate(
     buckets = counts_by_bucket(points, window_start)
     observed = accumulate(previous, buckets, window_start, reported)
     index = observed.index
-    # zero_filled() over every label set seen, packed: ABSENT for a label set of the index
-    # that is neither in this answer nor counted in a bucket still inside the window.
-    values = _extended(None, len(index))
-    for counts in buckets.values():
-        for labels in counts:
-            values[index[labels]] = 0
-    # Label sets this poll no longer returned but that an earlier poll saw in a bucket still
-    # inside the window (e.g. the answer came back empty) keep reading 0, not vanishing.
-    for counted in observed.counted_values.values():
-        for position, count in enumerate(counted):
-            if count > 0 and values[position] == ABSENT:
-                values[position] = 0
+    # zero_filled() over every label set seen in the window, packed: by this answer or by an
+    # earlier one (a label set the upstream no longer returns, or an answer that came back
+    # empty, keeps reading 0 until its newest bucket leaves the window), ABSENT for the rest.
+    floor = observed.floor
+    values = array("q", [0 if seen >= floor else ABSENT for seen in observed.last_seen])
+    # Points older than the floor (the clock stepped back) are shown, though never counted.
+    for start, counts in buckets.items():
+        if start < floor:
+            for labels in counts:
+                values[index[labels]] = 0
     for labels, count in buckets.get(reported, _EMPTY).items():
         values[index[labels]] = count
     conversations = PackedCounts(index, values)

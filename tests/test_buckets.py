@@ -15,8 +15,9 @@ from exporter.vocabulary import DataPoint
 H = 1800  # one half hour
 
 
-def ts(hour: int, minute: int, second: int = 0) -> float:
-    return datetime(2026, 3, 1, hour, minute, second, tzinfo=timezone.utc).timestamp()
+def ts(hour: int, minute: int, second: int = 0) -> int:
+    """Unix seconds, an int like every bucket start that parse_answer hands on."""
+    return int(datetime(2026, 3, 1, hour, minute, second, tzinfo=timezone.utc).timestamp())
 
 
 def point(start: float, count: int, *labels: str) -> DataPoint:
@@ -212,6 +213,38 @@ class TestEvaluate:
         )
         assert second.conversations == {("A",): 0}
         assert second.observed.totals == {("A",): 3}
+
+    def test_label_sets_seen_only_in_provisional_buckets_or_at_zero_keep_reading_zero(
+        self,
+    ) -> None:
+        # At 10:17 the buckets 9:30 and 10:00 are provisional; P is seen only there, Z only at 0.
+        first = evaluate(
+            [point(ts(9, 0), 3, "A"), point(ts(9, 30), 2, "P"), point(ts(10, 0), 1, "P"),
+             point(ts(9, 0), 0, "Z")],
+            now=ts(10, 17), delay=1800, window_start=int(ts(5, 0)), previous=ObservedState(),
+        )
+        assert first.conversations == {("A",): 3, ("P",): 0, ("Z",): 0}
+        # The next answer has no data at all: every label set seen in the window still reads 0,
+        # the same set of series as before (none vanishes for one poll and comes back).
+        second = evaluate(
+            [], now=ts(10, 20), delay=1800, window_start=int(ts(5, 0)), previous=first.observed
+        )
+        assert second.conversations == {("A",): 0, ("P",): 0, ("Z",): 0}
+        assert second.observed.totals == {("A",): 3, ("P",): 0, ("Z",): 0}
+
+    def test_a_label_set_goes_once_its_newest_bucket_left_the_window(self) -> None:
+        first = evaluate(
+            [point(ts(5, 0), 1, "OLD"), point(ts(6, 0), 1, "NEWER"), point(ts(9, 0), 3, "A")],
+            now=ts(10, 17), delay=1800, window_start=int(ts(5, 0)), previous=ObservedState(),
+        )
+        # The window moved past 5:00 but not past 6:00; the answer no longer has OLD or NEWER.
+        later = evaluate(
+            [point(ts(9, 0), 3, "A")], now=ts(10, 47), delay=1800,
+            window_start=int(ts(5, 30)), previous=first.observed,
+        )
+        assert later.conversations == {("A",): 0, ("NEWER",): 0}
+        # The counter keeps every label set it ever counted: a counter series does not end.
+        assert later.observed.totals == {("OLD",): 1, ("NEWER",): 1, ("A",): 3}
 
     def test_the_gauge_follows_a_revision_and_the_counter_adds_it(self) -> None:
         first = evaluate(
