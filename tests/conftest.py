@@ -176,21 +176,32 @@ def start_exporter(tmp_path: Path) -> Iterator:
         process.stop()
 
 
+def poll_clock(request) -> int:
+    """The exporter's clock (whole seconds) when it built `request`, read from its query.
+
+    The exporter reads its clock before it sends, the simulator its own on arrival (`time`);
+    a half-hour turn between the two must not make a test expect the other bucket.
+    """
+    from exporter.query import END_MARGIN_SECONDS
+
+    return request.query.end + END_MARGIN_SECONDS
+
+
 def expected_observed(
     sim: Simulator, answered: list, delay: float, point_keys: list[str]
 ) -> dict[tuple[str, ...], int]:
     """What `whatsapp_conversations_observed_total` must read after these answered requests.
 
     Computed independently of exporter/buckets.py: per bucket and label set, the highest count
-    any answer gave once the bucket was complete, summed; every label set of every answered
-    window has a series (0 until a bucket of it completes).
+    any answer gave once the bucket was complete (by the exporter's clock), summed; every label
+    set of every answered window has a series (0 until a bucket of it completes).
     """
     from exporter.buckets import latest_complete_bucket
 
     best: dict[tuple[int, tuple[str, ...]], int] = {}
     totals: dict[tuple[str, ...], int] = {}
     for request in answered:
-        complete = latest_complete_bucket(request.time, delay)
+        complete = latest_complete_bucket(poll_clock(request), delay)
         for point in sim.expected_points(request.account_waba_id, request.query, request.time):
             labels = tuple(point.get(key, "") for key in point_keys)
             totals.setdefault(labels, 0)

@@ -20,6 +20,7 @@ from tests.conftest import (
     TEST_API_KEY,
     config_dict,
     parse_metrics,
+    poll_clock,
     write_config,
 )
 
@@ -67,7 +68,7 @@ def test_metrics_equal_the_simulators_counts(simulator, start_exporter, tmp_path
     }
     for account in DEMO_ACCOUNTS:
         (request,) = [r for r in simulator.requests_for(account.waba_id) if r.status == 200][:1]
-        bucket = latest_complete_bucket(request.time, 1800)
+        bucket = latest_complete_bucket(poll_clock(request), 1800)
         assert bucket_starts[account.name] == bucket
 
         gauge = by_labels(families["whatsapp_conversations"], account.name)
