@@ -148,7 +148,9 @@ def test_sigterm_with_a_poll_in_flight_exits_promptly(
     started = time.monotonic()
     assert exporter.stop() == 0
     took = time.monotonic() - started
-    assert took < 2, f"shutdown took {took:.2f}s"
+    # Polls in flight would need 20 s; the stop gives them SHUTDOWN_GRACE_SECONDS (0.8 s) and
+    # takes about 1 s, with room here for a busy CI machine.
+    assert took < 8, f"shutdown took {took:.2f}s"
     assert "Traceback" not in exporter.output()
     print(f"\nshutdown with polls in flight took {took:.2f}s")
 

@@ -247,7 +247,7 @@ def test_a_reload_during_a_poll_never_mixes_old_and_new_dimensions(
     sim: Simulator, clock: Clock
 ) -> None:
     harness = Harness(sim, clock, Target(name="acme", waba_id=WABA.waba_id))
-    sim.set_fault(Fault.slow(0.6), times=1)
+    sim.set_fault(Fault.slow(2), times=1)  # far longer than the 0.2 s below, even on a busy CI
     polling = threading.Thread(target=harness.poller.poll)
     polling.start()
     time.sleep(0.2)  # the poll is waiting for its (old-dimension) answer
@@ -264,7 +264,7 @@ def test_a_reload_during_a_poll_never_mixes_old_and_new_dimensions(
 
 def test_a_retired_poller_writes_nothing(sim: Simulator, clock: Clock) -> None:
     harness = Harness(sim, clock, Target(name="acme", waba_id=WABA.waba_id))
-    sim.set_fault(Fault.slow(0.6), times=1)
+    sim.set_fault(Fault.slow(2), times=1)  # far longer than the 0.2 s below, even on a busy CI
     polling = threading.Thread(target=harness.poller.poll)
     polling.start()
     time.sleep(0.2)
