@@ -64,6 +64,7 @@ from exporter.parse import parse_answer
 from exporter.poller import build_query
 from exporter.query import query_window
 from exporter.ratelimit import RequestLimiter
+from exporter.sharding import add_shard_flag, parse_shard, shard_config
 from exporter.vocabulary import DIMENSIONS_BY_NAME, HALF_HOUR_SECONDS, HISTORY_SECONDS, DataPoint
 
 log = logging.getLogger("exporter.backfill")
@@ -374,6 +375,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-o", "--output", default="-", metavar="PATH", help="output file (default - : stdout)"
     )
+    add_shard_flag(parser, "read")
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
@@ -462,6 +464,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.demo_scenario != "steady" and not args.demo:
         return _fail("--demo.scenario: only with --demo")
+    shard_override = None
+    if args.shard is not None:
+        try:
+            shard_override = parse_shard(args.shard)
+        except ValueError as error:
+            return _fail(f"--shard: {error}")
     simulator = None
     try:
         if args.demo:
@@ -477,6 +485,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from exporter.logs import configure_logging
 
         configure_logging(args.log_level, "text", [config.splashify.api_key.reveal()])
+        # A replica's history holds its own targets, under its own `instance` label.
+        config = shard_config(config, config.shard if shard_override is None else shard_override)
+        if not config.targets:
+            log.warning("shard %s owns no target: the output holds no series", config.shard)
         try:
             the_plan = plan(args, config, time.time())
         except UsageError as error:

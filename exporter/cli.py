@@ -22,7 +22,7 @@ from exporter.config import (
     load_config,
     parse_listen_address,
 )
-from exporter.sharding import Shard, parse_shard, shard_config
+from exporter.sharding import Shard, add_shard_flag, parse_shard, shard_config
 
 if TYPE_CHECKING:
     from exporter.webconfig import WebSecurity
@@ -63,12 +63,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="serve POST /-/reload (SIGHUP reloads either way)",
     )
-    parser.add_argument(
-        "--shard",
-        metavar="INDEX/TOTAL",
-        help="poll only the targets of replica INDEX of TOTAL (from 0: 0/2 and 1/2); "
-        "overrides shard: in the config",
-    )
+    add_shard_flag(parser, "poll")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
         "--once",

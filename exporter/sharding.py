@@ -13,6 +13,7 @@ move it to another replica (which would restart its counter there).
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
 import re
@@ -52,6 +53,17 @@ class Shard:
     def is_everything(self) -> bool:
         """True for the one shard of a single replica (nothing is filtered)."""
         return self.total == 1
+
+
+def add_shard_flag(parser: argparse.ArgumentParser, verb: str) -> None:
+    """`--shard INDEX/TOTAL`, the same for the exporter and for backfill; `verb`: what is done
+    with the targets (poll, read)."""
+    parser.add_argument(
+        "--shard",
+        metavar="INDEX/TOTAL",
+        help=f"{verb} only the targets of replica INDEX of TOTAL (from 0: 0/2 and 1/2); "
+        "overrides shard: in the config",
+    )
 
 
 def parse_shard(text: str) -> Shard:

@@ -22,6 +22,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from exporter import backfill
 from exporter.app import Exporter
 from exporter.config import Config, PollConfig, Secret, SplashifyConfig, Target
+from exporter.sharding import shard_of
 from exporter.simulator import Simulator
 from exporter.vocabulary import HALF_HOUR_SECONDS
 from tests.conftest import (
@@ -202,6 +203,45 @@ def test_cli_against_a_config(simulator: Simulator, tmp_path: Path) -> None:
     assert names == {a.name for a in WABA_ACCOUNTS + CUSTOMER_ACCOUNTS}
 
 
+def test_each_replica_backfills_only_its_own_shard(simulator: Simulator, tmp_path: Path) -> None:
+    config = config_dict(simulator)
+    everyone = {a.name for a in WABA_ACCOUNTS + CUSTOMER_ACCOUNTS}
+    names = []
+    for index in range(2):
+        # The flag for replica 0; `shard:` in the config for replica 1 (the flag would win).
+        if index == 0:
+            path, flags = write_config(tmp_path / "c0.yaml", config), ["--shard", "0/2"]
+        else:
+            path = write_config(tmp_path / "c1.yaml", {**config, "shard": {"index": 1, "total": 2}})
+            flags = []
+        result = run_backfill("--config", str(path), "--start", "now-10m", "--step", "5m", *flags)
+        assert result.returncode == 0, result.stderr
+        names.append({s.labels["waba_name"] for f in parse_om(result.stdout) for s in f.samples})
+    # Both replicas together: every target once, split by the hash the live replicas use.
+    assert names[0] and names[1]
+    assert names[0] | names[1] == everyone and not names[0] & names[1]
+    for index in range(2):
+        assert names[index] == {
+            t["name"]
+            for t in config["targets"]
+            if shard_of(t.get("waba_id") or t["customer_id"], 2) == index
+        }
+
+
+def test_a_shard_without_targets_writes_an_empty_history(
+    simulator: Simulator, tmp_path: Path
+) -> None:
+    account = WABA_ACCOUNTS[0]
+    config = config_dict(simulator, targets=[{"waba_id": account.waba_id, "name": "only"}])
+    index = 1 - shard_of(account.waba_id, 2)  # the replica that does not own it
+    result = run_backfill("--config", str(write_config(tmp_path / "c.yaml", config)),
+                          "--start", "now-10m", "--shard", f"{index}/2")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.endswith("# EOF\n")
+    assert [s for f in parse_om(result.stdout) for s in f.samples] == []
+    assert f"shard {index}/2 owns no target" in result.stderr
+
+
 def test_cli_demo_to_stdout_with_the_spike_scenario() -> None:
     result = run_backfill("--demo", "--demo.scenario", "marketing-spike",
                           "--start", "now-20m", "--step", "5m")
@@ -244,6 +284,8 @@ def test_a_failing_target_writes_nothing_and_exits_1(simulator: Simulator, tmp_p
         (["--start", "now-1h", "--label", "job"], "NAME=VALUE"),
         (["--start", "now-1h", "--label", "job=a", "--label", "job=b"], "twice"),
         (["--start", "now-1h", "--demo.scenario", "marketing-spike", "--config", "x"], "--demo"),
+        (["--start", "now-1h", "--shard", "2/2"], "--shard: INDEX must be"),
+        (["--start", "now-1h", "--shard", "half"], "--shard: expected INDEX/TOTAL"),
     ],
 )
 def test_usage_errors_exit_2(
