@@ -64,7 +64,7 @@ from exporter.parse import parse_answer
 from exporter.poller import build_query
 from exporter.query import query_window
 from exporter.ratelimit import RequestLimiter
-from exporter.sharding import add_shard_flag, parse_shard, shard_config
+from exporter.sharding import add_shard_flag, shard_config, shard_from_flag
 from exporter.vocabulary import DIMENSIONS_BY_NAME, HALF_HOUR_SECONDS, HISTORY_SECONDS, DataPoint
 
 log = logging.getLogger("exporter.backfill")
@@ -464,12 +464,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.demo_scenario != "steady" and not args.demo:
         return _fail("--demo.scenario: only with --demo")
-    shard_override = None
-    if args.shard is not None:
-        try:
-            shard_override = parse_shard(args.shard)
-        except ValueError as error:
-            return _fail(f"--shard: {error}")
+    try:
+        shard_override = shard_from_flag(args.shard)
+    except ValueError as error:
+        return _fail(str(error))
     simulator = None
     try:
         if args.demo:

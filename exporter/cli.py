@@ -22,7 +22,7 @@ from exporter.config import (
     load_config,
     parse_listen_address,
 )
-from exporter.sharding import Shard, add_shard_flag, parse_shard, shard_config
+from exporter.sharding import Shard, add_shard_flag, shard_config, shard_from_flag
 
 if TYPE_CHECKING:
     from exporter.webconfig import WebSecurity
@@ -115,12 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             listen_override = parse_listen_address(args.listen_address)
         except ValueError as error:
             return _fail(f"--web.listen-address: {error}")
-    shard_override = None
-    if args.shard is not None:
-        try:
-            shard_override = parse_shard(args.shard)
-        except ValueError as error:
-            return _fail(f"--shard: {error}")
+    try:
+        shard_override = shard_from_flag(args.shard)
+    except ValueError as error:
+        return _fail(str(error))
 
     simulator = None
     if args.demo:

@@ -74,6 +74,16 @@ def parse_shard(text: str) -> Shard:
     return Shard(int(match.group(1)), int(match.group(2)))
 
 
+def shard_from_flag(text: str | None) -> Shard | None:
+    """The shard `--shard` names, None when it was not given; the ValueError names the flag."""
+    if text is None:
+        return None
+    try:
+        return parse_shard(text)
+    except ValueError as error:
+        raise ValueError(f"--shard: {error}") from None
+
+
 def shard_of(target_id: str, total: int) -> int:
     """The index (0 to total - 1) of the shard that owns `target_id`, the same in every process.
 

@@ -17,6 +17,7 @@ from exporter.sharding import (
     owned_targets,
     parse_shard,
     shard_config,
+    shard_from_flag,
     shard_of,
     target_id,
 )
@@ -204,3 +205,10 @@ def test_an_exporter_with_no_targets_is_ready_and_serves_its_own_metrics() -> No
     assert families["whatsapp_exporter_build_info"].samples
     assert not families["whatsapp_conversations"].samples
     assert not families["whatsapp_exporter_poll_success"].samples
+
+
+def test_shard_from_flag_passes_none_through_and_names_the_flag() -> None:
+    assert shard_from_flag(None) is None
+    assert shard_from_flag("1/3") == Shard(1, 3)
+    with pytest.raises(ValueError, match=r"^--shard: expected INDEX/TOTAL"):
+        shard_from_flag("half")
