@@ -74,8 +74,8 @@ from typing import Any
 import requests
 import yaml
 
-from exporter.query import AnalyticsQuery, build_fields, query_window, waba_path
 from exporter.simulator import Simulator, scaled_accounts
+from exporter.upstream.query import AnalyticsQuery, build_fields, query_window, waba_path
 from exporter.vocabulary import DIMENSIONS, HALF_HOUR_SECONDS
 
 ROOT = Path(__file__).resolve().parent.parent

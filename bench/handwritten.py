@@ -6,8 +6,9 @@ loop that polls every target in turn (sequentially, with one keep-alive `request
 `Gauge.labels(...).set(...)` for every label set of every answer, and
 `prometheus_client.start_http_server` to serve them (which gzips when asked, as ours does).
 
-It asks the same question as the exporter (`exporter.query.query_window`, `build_fields` and
-`waba_path`, all five dimensions, the same lookback and delay) and exposes the same data series:
+It asks the same question as the exporter (`exporter.upstream.query.query_window`,
+`build_fields` and `waba_path`, all five dimensions, the same lookback and delay) and exposes the
+same data series:
 `whatsapp_conversations` (the latest complete half-hour bucket; 0 for a label set seen in the
 window but not in that bucket) and `whatsapp_conversations_observed_total` (a counter raised by
 each upward revision of a complete bucket), so the two expose the same number of series. Like
@@ -30,7 +31,7 @@ import time
 import requests
 from prometheus_client import Counter, Gauge, disable_created_metrics, start_http_server
 
-from exporter.query import AnalyticsQuery, build_fields, query_window, waba_path
+from exporter.upstream.query import AnalyticsQuery, build_fields, query_window, waba_path
 from exporter.vocabulary import DIMENSIONS, HALF_HOUR_SECONDS
 
 disable_created_metrics()

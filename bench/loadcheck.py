@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.query import AnalyticsQuery
 from exporter.simulator import DEMO_ACCOUNTS, SimAccount, Simulator, answer_points
+from exporter.upstream.query import AnalyticsQuery
 from exporter.vocabulary import DIMENSIONS
 
 DIMS = tuple(d.api_name for d in DIMENSIONS)
@@ -71,7 +71,7 @@ def _serve(port: int, target_count: int, speed: float, origin: float, ready) -> 
         Target,
         WebConfig,
     )
-    from exporter.web import landing_page, make_app, start_http_server
+    from exporter.serve.web import landing_page, make_app, start_http_server
 
     clock = FastClock(speed, origin)
     sim = Simulator(api_key=KEY, accounts=accounts(target_count), clock=clock).start()

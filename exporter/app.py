@@ -22,15 +22,15 @@ from prometheus_client import (
 )
 from prometheus_client.registry import Collector
 
-from exporter.client import SplashifyClient
-from exporter.collector import ConversationCollector
 from exporter.config import Config
-from exporter.poller import TargetPoller, same_series
-from exporter.ratelimit import RequestLimiter
-from exporter.render import ExpositionCache
-from exporter.scheduler import start_scheduler, sync_jobs
-from exporter.selfmetrics import SelfMetrics
-from exporter.snapshot import SnapshotStore
+from exporter.pipeline.poller import TargetPoller, same_series
+from exporter.pipeline.scheduler import start_scheduler, sync_jobs
+from exporter.pipeline.snapshot import SnapshotStore
+from exporter.serve.collector import ConversationCollector
+from exporter.serve.render import ExpositionCache
+from exporter.serve.selfmetrics import SelfMetrics
+from exporter.upstream.client import SplashifyClient
+from exporter.upstream.ratelimit import RequestLimiter
 
 log = logging.getLogger(__name__)
 

@@ -18,14 +18,15 @@ from exporter.config import (
     Config,
     ConfigError,
     ListenAddress,
+    Shard,
     WebConfig,
     load_config,
     parse_listen_address,
 )
-from exporter.sharding import Shard, add_shard_flag, shard_config, shard_from_flag
+from exporter.pipeline.sharding import add_shard_flag, shard_config, shard_from_flag
 
 if TYPE_CHECKING:
-    from exporter.webconfig import WebSecurity
+    from exporter.serve.webconfig import WebSecurity
 
 log = logging.getLogger("exporter")
 
@@ -103,7 +104,7 @@ def _fail(message: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["backfill"]:
-        from exporter.backfill import main as backfill_main
+        from exporter.backfill.command import main as backfill_main
 
         return backfill_main(argv[1:])
     args = _parser().parse_args(argv)
@@ -139,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     security = None
     if args.web_config_file is not None:
-        from exporter.webconfig import load_web_config
+        from exporter.serve.webconfig import load_web_config
 
         try:
             security = load_web_config(args.web_config_file)
@@ -239,7 +240,7 @@ def _serve(
 ) -> int:
     from exporter.app import Exporter
     from exporter.logs import add_secrets
-    from exporter.web import landing_page, make_app, start_http_server
+    from exporter.serve.web import landing_page, make_app, start_http_server
 
     exporter = Exporter(config)
     reload_lock = threading.Lock()  # SIGHUP and /-/reload: one reload at a time, in order
@@ -272,7 +273,7 @@ def _serve(
         cache=exporter.cache,
     )
     if security is not None and security.users:
-        from exporter.webconfig import BasicAuth
+        from exporter.serve.webconfig import BasicAuth
 
         app = BasicAuth(app, security.users)
     address = config.web.listen_address

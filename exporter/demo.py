@@ -13,9 +13,9 @@ from exporter.config import (
     Target,
     WebConfig,
 )
-from exporter.query import align_down
 from exporter.simulator import DEMO_ACCOUNTS, Simulator
 from exporter.simulator.traffic import Campaign
+from exporter.upstream.query import align_down
 
 DEMO_POLL_INTERVAL = 30.0
 """Faster than the default 5m so that a newcomer sees polls happen; the simulator has no budget."""

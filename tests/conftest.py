@@ -188,7 +188,7 @@ def poll_clock(request) -> int:
     The exporter reads its clock before it sends, the simulator its own on arrival (`time`);
     a half-hour turn between the two must not make a test expect the other bucket.
     """
-    from exporter.query import END_MARGIN_SECONDS
+    from exporter.upstream.query import END_MARGIN_SECONDS
 
     return request.query.end + END_MARGIN_SECONDS
 
@@ -198,11 +198,11 @@ def expected_observed(
 ) -> dict[tuple[str, ...], int]:
     """What `whatsapp_conversations_observed_total` must read after these answered requests.
 
-    Computed independently of exporter/buckets.py: per bucket and label set, the highest count
-    any answer gave once the bucket was complete (by the exporter's clock), summed; every label
-    set of every answered window has a series (0 until a bucket of it completes).
+    Computed independently of exporter/pipeline/buckets.py: per bucket and label set, the
+    highest count any answer gave once the bucket was complete (by the exporter's clock), summed;
+    every label set of every answered window has a series (0 until a bucket of it completes).
     """
-    from exporter.buckets import latest_complete_bucket
+    from exporter.pipeline.buckets import latest_complete_bucket
 
     best: dict[tuple[int, tuple[str, ...]], int] = {}
     totals: dict[tuple[str, ...], int] = {}

@@ -56,7 +56,7 @@ def test_readiness_counts_targets_not_yet_polled() -> None:
 def test_metrics_serves_what_prometheus_client_would_render() -> None:
     import gzip
 
-    from exporter.render import OPENMETRICS, TEXT
+    from exporter.serve.render import OPENMETRICS, TEXT
 
     with Simulator(api_key=TEST_API_KEY) as sim:
         config = Config(

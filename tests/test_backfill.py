@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 
-from exporter import backfill
 from exporter.app import Exporter
+from exporter.backfill import command as backfill
 from exporter.config import Config, PollConfig, Secret, SplashifyConfig, Target
-from exporter.sharding import shard_of
+from exporter.pipeline.sharding import shard_of
 from exporter.simulator import Simulator
 from exporter.vocabulary import HALF_HOUR_SECONDS
 from tests.conftest import (

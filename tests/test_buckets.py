@@ -2,7 +2,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from exporter.buckets import (
+from exporter.pipeline.buckets import (
     ObservedState,
     accumulate,
     counts_by_bucket,
@@ -263,7 +263,7 @@ class TestPackedCounts:
     def test_reads_like_a_mapping_and_skips_absent_positions(self) -> None:
         from array import array
 
-        from exporter.buckets import ABSENT, PackedCounts
+        from exporter.pipeline.buckets import ABSENT, PackedCounts
 
         index = {("A",): 0, ("B",): 1, ("C",): 2, ("D",): 3}
         counts = PackedCounts(index, array("q", [5, ABSENT, 0]))  # D: past the end

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from exporter import __version__
-from exporter.sharding import shard_of
+from exporter.pipeline.sharding import shard_of
 from exporter.simulator import Fault
 from tests.conftest import (
     DEMO_ACCOUNTS,

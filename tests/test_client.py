@@ -8,9 +8,10 @@ from email.utils import format_datetime
 
 import pytest
 
-from exporter.client import RetryPolicy, SplashifyClient, parse_retry_after, retry_delay
 from exporter.config import Secret, SplashifyConfig, Target
-from exporter.errors import (
+from exporter.simulator import Fault, Simulator
+from exporter.upstream.client import RetryPolicy, SplashifyClient, parse_retry_after, retry_delay
+from exporter.upstream.errors import (
     AuthError,
     BadRequest,
     BadResponse,
@@ -21,9 +22,8 @@ from exporter.errors import (
     Timeout,
     UpstreamFailed,
 )
-from exporter.query import AnalyticsQuery, query_window
-from exporter.ratelimit import RequestLimiter
-from exporter.simulator import Fault, Simulator
+from exporter.upstream.query import AnalyticsQuery, query_window
+from exporter.upstream.ratelimit import RequestLimiter
 from tests.conftest import CUSTOMER_ACCOUNTS, TEST_API_KEY, WABA_ACCOUNTS, free_port
 
 WABA = WABA_ACCOUNTS[0]

@@ -1,8 +1,8 @@
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.collector import METRICS, ConversationCollector, is_stale
-from exporter.snapshot import SnapshotStore, TargetSnapshot
+from exporter.pipeline.snapshot import SnapshotStore, TargetSnapshot
+from exporter.serve.collector import METRICS, ConversationCollector, is_stale
 
 NOW = 1_700_000_200.0
 CATEGORY_COUNTRY = ("CONVERSATION_CATEGORY", "COUNTRY")

@@ -19,6 +19,7 @@ from exporter.config import (
     ListenAddress,
     PollConfig,
     Secret,
+    Shard,
     SplashifyConfig,
     Target,
     WebConfig,
@@ -27,7 +28,6 @@ from exporter.config import (
     parse_duration,
     parse_listen_address,
 )
-from exporter.sharding import Shard
 
 # CONTRACT.md's example, verbatim.
 EXAMPLE = """\

@@ -1,6 +1,6 @@
 import pytest
 
-from exporter.errors import (
+from exporter.upstream.errors import (
     ERROR_REASONS,
     AuthError,
     BadRequest,

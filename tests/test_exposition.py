@@ -13,7 +13,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.utils import floatToGoString
 
-from exporter.exposition import (
+from exporter.serve.exposition import (
     EMPTY_FRAGMENT,
     LineTemplate,
     crc32_combine,

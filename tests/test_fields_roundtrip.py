@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporter.query import AnalyticsQuery, build_fields
 from exporter.simulator import FieldsError, parse_fields
+from exporter.upstream.query import AnalyticsQuery, build_fields
 from exporter.vocabulary import DIMENSIONS, FILTER_VALUES, GRANULARITIES
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from exporter.buckets import latest_complete_bucket
+from exporter.pipeline.buckets import latest_complete_bucket
 from exporter.simulator import Simulator
 from exporter.vocabulary import DIMENSIONS
 from tests.conftest import (

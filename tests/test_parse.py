@@ -1,7 +1,7 @@
 import pytest
 
-from exporter.errors import BadResponse
-from exporter.parse import Answer, parse_answer
+from exporter.upstream.errors import BadResponse
+from exporter.upstream.parse import Answer, parse_answer
 from exporter.vocabulary import DataPoint
 
 ALL = ("CONVERSATION_CATEGORY", "CONVERSATION_DIRECTION", "CONVERSATION_TYPE", "COUNTRY", "PHONE")
@@ -117,7 +117,7 @@ def test_malformed_answers_raise_bad_response(body: object) -> None:
 
 
 def test_label_reader_reads_present_and_absent_keys() -> None:
-    from exporter.parse import label_reader
+    from exporter.upstream.parse import label_reader
 
     point = {"country": "KW", "phone_number": "9122", "conversation_type": None}
     assert label_reader(["country", "phone_number"])(point) == ("KW", "9122")
@@ -138,7 +138,7 @@ def test_non_text_dimension_values_keep_their_own_spelling() -> None:
 
 
 def test_an_implausible_count_is_a_bad_response() -> None:
-    from exporter.parse import MAX_COUNT
+    from exporter.upstream.parse import MAX_COUNT
 
     def body(count: object) -> dict:
         return {"conversation_analytics": {"data_points": [

@@ -16,14 +16,14 @@ from datetime import datetime, timezone
 import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter.buckets import latest_complete_bucket
-from exporter.client import SplashifyClient
 from exporter.config import Config, PollConfig, Secret, SplashifyConfig, Target
-from exporter.poller import TargetPoller
-from exporter.ratelimit import RequestLimiter
-from exporter.selfmetrics import SelfMetrics
+from exporter.pipeline.buckets import latest_complete_bucket
+from exporter.pipeline.poller import TargetPoller
+from exporter.pipeline.snapshot import SnapshotStore
+from exporter.serve.selfmetrics import SelfMetrics
 from exporter.simulator import Fault, Simulator
-from exporter.snapshot import SnapshotStore
+from exporter.upstream.client import SplashifyClient
+from exporter.upstream.ratelimit import RequestLimiter
 from exporter.vocabulary import DIMENSIONS_BY_NAME
 from tests.conftest import CUSTOMER_ACCOUNTS, TEST_API_KEY, WABA_ACCOUNTS, expected_observed
 

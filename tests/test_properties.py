@@ -8,9 +8,9 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.client import parse_retry_after, regain_access_seconds
-from exporter.errors import BadResponse, UpstreamError, classify
-from exporter.parse import Answer, parse_answer
+from exporter.upstream.client import parse_retry_after, regain_access_seconds
+from exporter.upstream.errors import BadResponse, UpstreamError, classify
+from exporter.upstream.parse import Answer, parse_answer
 from exporter.vocabulary import DIMENSIONS
 
 ALL_DIMENSIONS = tuple(d.api_name for d in DIMENSIONS)

@@ -2,7 +2,7 @@ from urllib.parse import parse_qs, urlencode
 
 import pytest
 
-from exporter.query import (
+from exporter.upstream.query import (
     AnalyticsQuery,
     align_down,
     build_fields,

@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from exporter.ratelimit import RequestLimiter, TokenBucket
+from exporter.upstream.ratelimit import RequestLimiter, TokenBucket
 
 
 class FakeClock:

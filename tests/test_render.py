@@ -10,9 +10,9 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
-from exporter.collector import ConversationCollector
-from exporter.render import OPENMETRICS, TEXT, ExpositionCache
-from exporter.snapshot import SnapshotStore, TargetSnapshot
+from exporter.pipeline.snapshot import SnapshotStore, TargetSnapshot
+from exporter.serve.collector import ConversationCollector
+from exporter.serve.render import OPENMETRICS, TEXT, ExpositionCache
 
 NOW = 1_700_000_200.0
 DIMS = ("CONVERSATION_CATEGORY", "COUNTRY")
@@ -180,7 +180,7 @@ def test_a_failing_render_keeps_the_previous_body(monkeypatch, caplog) -> None:
 def test_a_small_registry_renders_as_prometheus_client_renders_it() -> None:
     from prometheus_client import Histogram, Info
 
-    from exporter.render import RegistryRenderer, render_registry
+    from exporter.serve.render import RegistryRenderer, render_registry
 
     registry = CollectorRegistry()
     errors = Counter("demo_errors", 'Errors, by "reason".\nTwo lines.', ["waba_name", "reason"],

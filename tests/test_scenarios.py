@@ -7,9 +7,9 @@ import calendar
 import pytest
 
 from exporter.demo import DEMO_SCENARIOS, SPIKE_EXTRA_PER_HALF_HOUR, demo_campaigns
-from exporter.query import AnalyticsQuery
 from exporter.simulator import DEMO_ACCOUNTS, Simulator, answer_points
 from exporter.simulator.traffic import Campaign, combos, final_count
+from exporter.upstream.query import AnalyticsQuery
 from exporter.vocabulary import HALF_HOUR_SECONDS
 from tests.conftest import run_exporter
 

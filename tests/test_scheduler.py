@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 import pytest
 
 from exporter.config import Target
-from exporter.scheduler import (
+from exporter.pipeline.scheduler import (
     SpreadTrigger,
     next_fire,
     phase_fraction,

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import Config, Secret, SplashifyConfig, Target
-from exporter.sharding import (
-    Shard,
+from exporter.config import Config, Secret, Shard, SplashifyConfig, Target
+from exporter.pipeline.sharding import (
     owned_targets,
     parse_shard,
     shard_config,
@@ -23,7 +22,7 @@ from exporter.sharding import (
 )
 from tests.conftest import parse_metrics
 
-# Worked out apart from exporter/sharding.py, with coreutils:
+# Worked out apart from exporter/pipeline/sharding.py, with coreutils:
 #   printf %s 115344761664057 | sha256sum   ->  f46e03640b3c9411...
 # and the first 16 hex digits (8 bytes, big-endian) modulo each total. A change of hash, byte
 # order or width fails here: it would move targets between replicas on upgrade.
@@ -57,7 +56,7 @@ def test_known_assignments(target: str, shards: dict[int, int]) -> None:
 def test_the_hash_is_the_same_in_another_process_with_another_hash_seed() -> None:
     """Python's hash() would differ here: str hashes are salted per process."""
     script = (
-        "from exporter.sharding import shard_of; "
+        "from exporter.pipeline.sharding import shard_of; "
         "print([shard_of(i, 7) for i in ('a', 'cus_8f2a', '115344761664057')])"
     )
     outputs = {

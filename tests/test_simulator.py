@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 import requests
 
-from exporter.query import AnalyticsQuery, build_fields, customer_path, waba_path
 from exporter.simulator import (
     DEMO_ACCOUNTS,
     Fault,
@@ -28,6 +27,7 @@ from exporter.simulator import (
     scaled_accounts,
 )
 from exporter.simulator.traffic import combos, final_count, observed_count
+from exporter.upstream.query import AnalyticsQuery, build_fields, customer_path, waba_path
 from exporter.vocabulary import ANSWER_VALUES, DIMENSIONS, HALF_HOUR_SECONDS
 
 ALL_DIMENSIONS = tuple(d.api_name for d in DIMENSIONS)

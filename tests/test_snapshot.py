@@ -1,4 +1,4 @@
-from exporter.snapshot import SnapshotStore, TargetSnapshot
+from exporter.pipeline.snapshot import SnapshotStore, TargetSnapshot
 
 DIMS = ("COUNTRY",)
 

@@ -26,7 +26,7 @@ import pytest
 import requests
 import yaml
 
-from exporter import backfill
+from exporter.backfill import command as backfill
 from exporter.demo import DEMO_SCENARIOS
 from tests.conftest import DEMO_ACCOUNTS, config_dict, exporter_env, write_config
 from tests.test_dashboards import DASHBOARDS, load, panels

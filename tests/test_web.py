@@ -8,7 +8,7 @@ import requests
 from prometheus_client import CollectorRegistry, Gauge
 
 from exporter.config import ListenAddress
-from exporter.web import landing_page, make_app, start_http_server
+from exporter.serve.web import landing_page, make_app, start_http_server
 
 
 def call(app, path: str, method: str = "GET", **environ: str) -> tuple[str, dict, bytes]:
@@ -75,8 +75,8 @@ def test_serves_on_ipv6_loopback(registry: CollectorRegistry) -> None:
 def test_cached_metrics_negotiate_like_prometheus_client(registry: CollectorRegistry) -> None:
     import gzip
 
-    from exporter.render import ExpositionCache
-    from exporter.snapshot import SnapshotStore
+    from exporter.pipeline.snapshot import SnapshotStore
+    from exporter.serve.render import ExpositionCache
 
     live = CollectorRegistry()
     Gauge("demo_live", "Live.", registry=live).set(1)

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from exporter.config import ConfigError
-from exporter.webconfig import BasicAuth, load_web_config
+from exporter.serve.webconfig import BasicAuth, load_web_config
 from tests.conftest import config_dict, run_exporter, write_config
 
 HASH = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)).decode()

@@ -8,9 +8,9 @@ import time
 from collections.abc import Sequence
 from urllib.parse import urlencode
 
-from exporter.query import AnalyticsQuery, build_fields, customer_path, waba_path
 from exporter.simulator.server import Simulator
 from exporter.simulator.traffic import DEMO_ACCOUNTS, scaled_accounts
+from exporter.upstream.query import AnalyticsQuery, build_fields, customer_path, waba_path
 
 
 def _non_negative(text: str) -> float:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from exporter.query import FIELD, AnalyticsQuery
+from exporter.upstream.query import FIELD, AnalyticsQuery
 from exporter.vocabulary import DIMENSIONS, FILTER_VALUES, GRANULARITIES
 
 _METRIC_TYPES = ("CONVERSATION", "COST")

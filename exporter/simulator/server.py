@@ -23,9 +23,9 @@ from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from exporter.query import AnalyticsQuery, align_down
 from exporter.simulator.fields import FieldsError, parse_fields
 from exporter.simulator.traffic import DEMO_ACCOUNTS, Campaign, Point, SimAccount, answer_points
+from exporter.upstream.query import AnalyticsQuery, align_down
 from exporter.vocabulary import HISTORY_SECONDS
 
 logger = logging.getLogger("exporter.simulator")

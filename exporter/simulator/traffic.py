@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import cache
 
-from exporter.query import AnalyticsQuery
+from exporter.upstream.query import AnalyticsQuery
 from exporter.vocabulary import DIMENSIONS, FILTER_TO_ANSWER_VALUE, HALF_HOUR_SECONDS
 
 DAY_SECONDS = 86400

@@ -21,7 +21,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 
-from exporter.poller import TargetPoller
+from exporter.pipeline.poller import TargetPoller
 
 # APScheduler logs every run at INFO; a poll's outcome is logged by the poller instead.
 logging.getLogger("apscheduler").setLevel(logging.WARNING)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from exporter.buckets import LabelValues
+from exporter.pipeline.buckets import LabelValues
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """The exporter's own counters, instrumented directly (they are ours, not proxied data).
 
-Two groups, because /metrics renders them at different times (see exporter/render.py):
+Two groups, because /metrics renders them at different times (see exporter/serve/render.py):
 `polled` changes only while a poll runs, so it is rendered with the data after each swap;
 `live` may change at any moment and is rendered on every scrape.
 """
@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.registry import Collector
 
 from exporter import __version__
-from exporter.errors import ERROR_REASONS
+from exporter.upstream.errors import ERROR_REASONS
 
 
 class SelfMetrics:

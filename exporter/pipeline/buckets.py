@@ -19,7 +19,7 @@ from collections.abc import ItemsView, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from exporter.query import align_down
+from exporter.upstream.query import align_down
 from exporter.vocabulary import HALF_HOUR_SECONDS, DataPoint
 
 LabelValues = tuple[str, ...]

@@ -18,41 +18,11 @@ import dataclasses
 import hashlib
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from exporter.config import Config, Target
+from exporter.config.model import Config, Shard, Target
 
 # Bounded so that int() never meets Python's limit on the length of integer strings.
 _SHARD = re.compile(r"([0-9]{1,9})/([0-9]{1,9})")
-
-
-@dataclass(frozen=True, slots=True)
-class Shard:
-    """Replica `index` of `total` (counted from 0); the default 0/1 owns every target."""
-
-    index: int = 0
-    total: int = 1
-
-    def __post_init__(self) -> None:
-        # Booleans are ints to Python, but `true/2` is a mistake, not shard 1.
-        if any(isinstance(v, bool) or not isinstance(v, int) for v in (self.index, self.total)):
-            raise ValueError(f"index and total must be integers, got {self.index!r}/{self.total!r}")
-        if self.total < 1:
-            raise ValueError(f"TOTAL must be at least 1, got {self}")
-        if not 0 <= self.index < self.total:
-            raise ValueError(
-                f"INDEX must be from 0 to TOTAL - 1 (shards count from 0: 0/2 and 1/2), got {self}"
-            )
-
-    def __str__(self) -> str:
-        return f"{self.index}/{self.total}"
-
-    @property
-    def is_everything(self) -> bool:
-        """True for the one shard of a single replica (nothing is filtered)."""
-        return self.total == 1
 
 
 def add_shard_flag(parser: argparse.ArgumentParser, verb: str) -> None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from prometheus_client.utils import floatToGoString
 
-from exporter.buckets import LabelValues
+from exporter.pipeline.buckets import LabelValues
 
 COMPRESS_LEVEL = 9
 """Fragments are compressed once per poll of their target, and served on every scrape: size first

@@ -25,7 +25,7 @@ import requests
 
 from exporter import __version__
 from exporter.config import SplashifyConfig, Target
-from exporter.errors import (
+from exporter.upstream.errors import (
     BadResponse,
     ConnectionFailed,
     RateLimited,
@@ -33,8 +33,8 @@ from exporter.errors import (
     UpstreamError,
     classify,
 )
-from exporter.query import AnalyticsQuery, build_fields, customer_path, waba_path
-from exporter.ratelimit import RequestLimiter
+from exporter.upstream.query import AnalyticsQuery, build_fields, customer_path, waba_path
+from exporter.upstream.ratelimit import RequestLimiter
 
 ResponseHook = Callable[[str, str], None]
 """Called with (target name, HTTP status or "error") after every attempt."""

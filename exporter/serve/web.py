@@ -1,6 +1,6 @@
 """The HTTP side: `/metrics`, `/healthz`, `/ready` and a landing page, over WSGI.
 
-`/metrics` serves the render cache's bytes (exporter/render.py), negotiated as
+`/metrics` serves the render cache's bytes (exporter/serve/render.py), negotiated as
 prometheus-client negotiates (its own `choose_encoder` and `gzip_accepted`); a request with a
 `name[]` filter goes to prometheus-client's own WSGI app, which renders just those families.
 The server is the standard library's WSGI server with a thread per request, so a slow scraper
@@ -25,7 +25,7 @@ from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 from exporter import __version__
 from exporter.config import ListenAddress
-from exporter.render import OPENMETRICS, TEXT, ExpositionCache
+from exporter.serve.render import OPENMETRICS, TEXT, ExpositionCache
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 
-from exporter.errors import BadResponse
+from exporter.upstream.errors import BadResponse
 from exporter.vocabulary import DIMENSIONS_BY_NAME, HALF_HOUR_SECONDS, DataPoint
 
 

@@ -14,20 +14,20 @@ import threading
 import time
 from collections.abc import Callable
 
-from exporter.buckets import ObservedState, evaluate
-from exporter.client import Cancelled, SplashifyClient
 from exporter.config import Config, Target
-from exporter.errors import (
+from exporter.pipeline.buckets import ObservedState, evaluate
+from exporter.pipeline.snapshot import SnapshotStore, TargetSnapshot
+from exporter.serve.selfmetrics import SelfMetrics
+from exporter.upstream.client import Cancelled, SplashifyClient
+from exporter.upstream.errors import (
     INTERNAL_REASON,
     AuthError,
     PermissionDenied,
     RateLimited,
     UpstreamError,
 )
-from exporter.parse import parse_answer
-from exporter.query import AnalyticsQuery, query_window
-from exporter.selfmetrics import SelfMetrics
-from exporter.snapshot import SnapshotStore, TargetSnapshot
+from exporter.upstream.parse import parse_answer
+from exporter.upstream.query import AnalyticsQuery, query_window
 
 log = logging.getLogger(__name__)
 

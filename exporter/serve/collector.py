@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from exporter.buckets import LabelValues
-from exporter.snapshot import SnapshotStore, StoreView, TargetSnapshot
+from exporter.pipeline.buckets import LabelValues
+from exporter.pipeline.snapshot import SnapshotStore, StoreView, TargetSnapshot
 from exporter.vocabulary import DIMENSIONS_BY_NAME
 
 TARGET_LABELS = ("waba_id", "waba_name")

@@ -34,8 +34,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.registry import Collector
 
-from exporter.collector import METRICS, TARGET_LABELS, MetricSpec, fresh_targets
-from exporter.exposition import (
+from exporter.pipeline.snapshot import SnapshotStore, StoreView, TargetSnapshot
+from exporter.serve.collector import METRICS, TARGET_LABELS, MetricSpec, fresh_targets
+from exporter.serve.exposition import (
     Fragment,
     LineTemplate,
     fragment,
@@ -46,7 +47,6 @@ from exporter.exposition import (
     render_lines,
     sample_line,
 )
-from exporter.snapshot import SnapshotStore, StoreView, TargetSnapshot
 from exporter.vocabulary import DIMENSIONS_BY_NAME
 
 log = logging.getLogger(__name__)

@@ -41,15 +41,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TextIO
 
-from exporter.buckets import (
-    Evaluation,
-    LabelValues,
-    ObservedState,
-    evaluate,
-    latest_complete_bucket,
-)
-from exporter.client import SplashifyClient
-from exporter.collector import METRICS, TARGET_LABELS
 from exporter.config import (
     Config,
     ConfigError,
@@ -59,12 +50,21 @@ from exporter.config import (
     load_config,
     parse_duration,
 )
-from exporter.errors import UpstreamError
-from exporter.parse import parse_answer
-from exporter.poller import build_query
-from exporter.query import query_window
-from exporter.ratelimit import RequestLimiter
-from exporter.sharding import add_shard_flag, shard_config, shard_from_flag
+from exporter.pipeline.buckets import (
+    Evaluation,
+    LabelValues,
+    ObservedState,
+    evaluate,
+    latest_complete_bucket,
+)
+from exporter.pipeline.poller import build_query
+from exporter.pipeline.sharding import add_shard_flag, shard_config, shard_from_flag
+from exporter.serve.collector import METRICS, TARGET_LABELS
+from exporter.upstream.client import SplashifyClient
+from exporter.upstream.errors import UpstreamError
+from exporter.upstream.parse import parse_answer
+from exporter.upstream.query import query_window
+from exporter.upstream.ratelimit import RequestLimiter
 from exporter.vocabulary import DIMENSIONS_BY_NAME, HALF_HOUR_SECONDS, HISTORY_SECONDS, DataPoint
 
 log = logging.getLogger("exporter.backfill")
