@@ -96,7 +96,7 @@ class Exporter:
                 poller.reconfigure(config, client)
             else:
                 poller = TargetPoller(
-                    target, config, client, self.store, self.metrics, clock=self._clock
+                    target, config, client, self.store, self.metrics.count_error, clock=self._clock
                 )
             pollers[target.name] = poller
         for name, poller in self._pollers.items():

@@ -2,7 +2,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.pipeline.snapshot import SnapshotStore, TargetSnapshot
-from exporter.serve.collector import METRICS, ConversationCollector, is_stale
+from exporter.serve.collector import ConversationCollector, is_stale
+from exporter.serve.metrics import METRICS
 
 NOW = 1_700_000_200.0
 CATEGORY_COUNTRY = ("CONVERSATION_CATEGORY", "COUNTRY")

@@ -78,7 +78,7 @@ class Harness:
             self.config.splashify, RequestLimiter(4, 1000), on_response=self.metrics.count_response
         )
         self.poller = TargetPoller(
-            target, self.config, self.client, self.store, self.metrics, clock=clock,
+            target, self.config, self.client, self.store, self.metrics.count_error, clock=clock,
             monotonic=monotonic or time.monotonic,
         )
         self.target = target

@@ -59,7 +59,7 @@ from exporter.pipeline.buckets import (
 )
 from exporter.pipeline.poller import build_query
 from exporter.pipeline.sharding import add_shard_flag, shard_config, shard_from_flag
-from exporter.serve.collector import METRICS, TARGET_LABELS
+from exporter.serve.metrics import METRICS, TARGET_LABELS
 from exporter.upstream.client import SplashifyClient
 from exporter.upstream.errors import UpstreamError
 from exporter.upstream.parse import parse_answer

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from exporter.config import Config, Target
 from exporter.pipeline.buckets import ObservedState, evaluate
 from exporter.pipeline.snapshot import SnapshotStore, TargetSnapshot
-from exporter.serve.selfmetrics import SelfMetrics
 from exporter.upstream.client import Cancelled, SplashifyClient
 from exporter.upstream.errors import (
     INTERNAL_REASON,
@@ -62,7 +61,7 @@ class TargetPoller:
         config: Config,
         client: SplashifyClient,
         store: SnapshotStore,
-        metrics: SelfMetrics,
+        count_error: Callable[[str, str], None],
         *,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
@@ -71,7 +70,8 @@ class TargetPoller:
         self._config = config
         self._client = client
         self._store = store
-        self._metrics = metrics
+        self._count_error = count_error
+        """Called with (target name, reason) for every failed poll."""
         self._clock = clock
         self._monotonic = monotonic
         self._observed = ObservedState()
@@ -210,7 +210,7 @@ class TargetPoller:
     def _record_failure(
         self, reason: str, message: str, started: float, config: Config, *, loud: bool
     ) -> None:
-        self._metrics.count_error(self.target.name, reason)
+        self._count_error(self.target.name, reason)
         # Log once per change of reason; repeats are visible in poll_errors_total.
         if reason != self._last_error_reason:
             level = logging.ERROR if loud else logging.WARNING

@@ -25,91 +25,13 @@ Sample output (dimensions CONVERSATION_CATEGORY and COUNTRY enabled)::
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from exporter.pipeline.buckets import LabelValues
 from exporter.pipeline.snapshot import SnapshotStore, StoreView, TargetSnapshot
-from exporter.vocabulary import DIMENSIONS_BY_NAME
-
-TARGET_LABELS = ("waba_id", "waba_name")
-CACHED = (
-    " As of the last poll (data is polled in the background and cached); "
-    "see whatsapp_exporter_last_success_timestamp_seconds."
-)
-
-Samples = Callable[[TargetSnapshot], Iterable[tuple[LabelValues, float]]]
-
-
-@dataclass(frozen=True, slots=True)
-class MetricSpec:
-    name: str
-    family: type[GaugeMetricFamily] | type[CounterMetricFamily]
-    documentation: str
-    per_series: bool
-    """True: labelled by target and by every enabled dimension; False: by target only."""
-    samples: Samples
-    data: bool = False
-    """Proxied data: dropped once the target's last success is older than poll.stale_after."""
-
-
-def _one(value: float | None) -> list[tuple[LabelValues, float]]:
-    return [] if value is None else [((), float(value))]
-
-
-METRICS: tuple[MetricSpec, ...] = (
-    MetricSpec(
-        "whatsapp_conversations",
-        GaugeMetricFamily,
-        "Conversations in the latest complete half-hour bucket (the newest that ended at least "
-        "poll.delay ago; 0 for label sets seen in the lookback window but not in it)." + CACHED,
-        True,
-        lambda s: s.conversations.items(),
-        data=True,
-    ),
-    MetricSpec(
-        "whatsapp_conversations_bucket_start_timestamp_seconds",
-        GaugeMetricFamily,
-        "Start (unix seconds) of the half-hour bucket that whatsapp_conversations reports."
-        + CACHED,
-        False,
-        lambda s: _one(s.bucket_start),
-        data=True,
-    ),
-    MetricSpec(
-        "whatsapp_conversations_observed",
-        CounterMetricFamily,
-        "Conversations of every complete half-hour bucket seen since the exporter started; "
-        "upward revisions add their difference." + CACHED,
-        True,
-        lambda s: s.observed.items(),
-        data=True,
-    ),
-    MetricSpec(
-        "whatsapp_exporter_poll_success",
-        GaugeMetricFamily,
-        "1 if the target's last poll succeeded, else 0.",
-        False,
-        lambda s: _one(1.0 if s.poll_success else 0.0),
-    ),
-    MetricSpec(
-        "whatsapp_exporter_last_success_timestamp_seconds",
-        GaugeMetricFamily,
-        "When the target's last successful poll finished (unix seconds).",
-        False,
-        lambda s: _one(s.last_success),
-    ),
-    MetricSpec(
-        "whatsapp_exporter_poll_duration_seconds",
-        GaugeMetricFamily,
-        "How long the target's last poll took, retries included.",
-        False,
-        lambda s: _one(s.poll_duration),
-    ),
-)
+from exporter.serve.metrics import METRICS, labels_of
 
 
 def is_stale(snapshot: TargetSnapshot, now: float, stale_after: float) -> bool:
@@ -137,25 +59,19 @@ class ConversationCollector(Collector):
         """Replaced on reload; a plain attribute read once per scrape."""
         self._clock = clock
 
-    @staticmethod
-    def _labels(spec: MetricSpec, dimensions: Sequence[str]) -> tuple[str, ...]:
-        if not spec.per_series:
-            return TARGET_LABELS
-        return TARGET_LABELS + tuple(DIMENSIONS_BY_NAME[d].label for d in dimensions)
-
     def describe(self) -> Iterator[Metric]:
         # Lets the registry check names at registration and serve `name[]` filters
         # without reading snapshots.
         dimensions = self._store.current().dimensions
         for spec in METRICS:
-            yield spec.family(spec.name, spec.documentation, labels=self._labels(spec, dimensions))
+            yield spec.family(spec.name, spec.documentation, labels=labels_of(spec, dimensions))
 
     def collect(self) -> Iterator[Metric]:
         view = self._store.current()  # one consistent view for the whole scrape
         fresh = set(fresh_targets(view, self._clock(), self.stale_after))
         for spec in METRICS:
             family = spec.family(
-                spec.name, spec.documentation, labels=self._labels(spec, view.dimensions)
+                spec.name, spec.documentation, labels=labels_of(spec, view.dimensions)
             )
             for name, snapshot in view.snapshots.items():
                 if spec.data and name not in fresh:

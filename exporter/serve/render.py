@@ -35,7 +35,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.registry import Collector
 
 from exporter.pipeline.snapshot import SnapshotStore, StoreView, TargetSnapshot
-from exporter.serve.collector import METRICS, TARGET_LABELS, MetricSpec, fresh_targets
+from exporter.serve.collector import fresh_targets
 from exporter.serve.exposition import (
     Fragment,
     LineTemplate,
@@ -46,6 +46,13 @@ from exporter.serve.exposition import (
     plain_sample_names,
     render_lines,
     sample_line,
+)
+from exporter.serve.metrics import (
+    LAST_RENDER_DURATION,
+    METRICS,
+    RENDERS,
+    TARGET_LABELS,
+    MetricSpec,
 )
 from exporter.vocabulary import DIMENSIONS_BY_NAME
 
@@ -337,14 +344,10 @@ class ExpositionCache(Collector):
 
     def collect(self) -> Iterator[Metric]:
         """How the cache itself does (a live collector: read on every scrape)."""
-        yield CounterMetricFamily(
-            "whatsapp_exporter_renders",
-            "Times /metrics was rendered anew (once per poll or burst of polls, not per scrape).",
-            value=self.renders,
-        )
+        yield CounterMetricFamily(RENDERS.name, RENDERS.documentation, value=self.renders)
         yield GaugeMetricFamily(
-            "whatsapp_exporter_last_render_duration_seconds",
-            "How long the last render of /metrics took.",
+            LAST_RENDER_DURATION.name,
+            LAST_RENDER_DURATION.documentation,
             value=self.last_render_seconds,
         )
 

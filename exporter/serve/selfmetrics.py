@@ -15,46 +15,28 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.registry import Collector
 
 from exporter import __version__
+from exporter.serve.metrics import (
+    API_REQUESTS,
+    BUILD_INFO,
+    POLL_ERRORS,
+    RELOAD_SUCCESS_TIME,
+    RELOAD_SUCCESSFUL,
+    TARGETS,
+    SelfMetricSpec,
+)
 from exporter.upstream.errors import ERROR_REASONS
 
 
 class SelfMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         """The metrics, registered in `registry` if one is given (else register the groups)."""
-        self.api_requests = Counter(
-            "whatsapp_exporter_api_requests",
-            'Requests sent to the Splashify API, by HTTP status (code="error": no response).',
-            ["waba_name", "code"],
-            registry=None,
-        )
-        self.poll_errors = Counter(
-            "whatsapp_exporter_poll_errors",
-            "Failed polls, by reason (" + ", ".join(ERROR_REASONS) + ").",
-            ["waba_name", "reason"],
-            registry=None,
-        )
-        build_info = Gauge(
-            "whatsapp_exporter_build_info",
-            "Always 1; labels say which exporter and Python are running.",
-            ["version", "python_version"],
-            registry=None,
-        )
+        self.api_requests = _counter(API_REQUESTS)
+        self.poll_errors = _counter(POLL_ERRORS)
+        build_info = _gauge(BUILD_INFO)
         build_info.labels(__version__, platform.python_version()).set(1)
-        self.targets = Gauge(
-            "whatsapp_exporter_targets",
-            "Targets (WABAs and partner customers) in the loaded config.",
-            registry=None,
-        )
-        self.reload_successful = Gauge(
-            "whatsapp_exporter_config_last_reload_successful",
-            "1 if the last config reload succeeded (or none was asked for yet), else 0.",
-            registry=None,
-        )
-        self.reload_success_time = Gauge(
-            "whatsapp_exporter_config_last_reload_success_timestamp_seconds",
-            "When the config was last loaded successfully (start-up included).",
-            registry=None,
-        )
+        self.targets = _gauge(TARGETS)
+        self.reload_successful = _gauge(RELOAD_SUCCESSFUL)
+        self.reload_success_time = _gauge(RELOAD_SUCCESS_TIME)
         self.reload_successful.set(1)
         self.reload_success_time.set(time.time())
         self.polled: tuple[Collector, ...] = (self.api_requests, self.poll_errors)
@@ -106,3 +88,11 @@ class SelfMetrics:
         self.reload_successful.set(1 if success else 0)
         if success:
             self.reload_success_time.set(time.time())
+
+
+def _counter(spec: SelfMetricSpec) -> Counter:
+    return Counter(spec.name, spec.documentation, spec.labels, registry=None)
+
+
+def _gauge(spec: SelfMetricSpec) -> Gauge:
+    return Gauge(spec.name, spec.documentation, spec.labels, registry=None)

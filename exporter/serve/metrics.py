@@ -1,0 +1,168 @@
+"""The one metrics table: every metric the exporter serves, by name, type, HELP and labels.
+
+The collector, the render cache, the self-metrics and backfill all read their names from here;
+nothing else in the exporter names a metric. Dashboards and alert rules depend on these names
+(tests/golden/metric_surface.txt pins them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from exporter.pipeline.buckets import LabelValues
+from exporter.pipeline.snapshot import TargetSnapshot
+from exporter.upstream.errors import ERROR_REASONS
+from exporter.vocabulary import DIMENSIONS_BY_NAME
+
+TARGET_LABELS = ("waba_id", "waba_name")
+CACHED = (
+    " As of the last poll (data is polled in the background and cached); "
+    "see whatsapp_exporter_last_success_timestamp_seconds."
+)
+
+Samples = Callable[[TargetSnapshot], Iterable[tuple[LabelValues, float]]]
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    name: str
+    family: type[GaugeMetricFamily] | type[CounterMetricFamily]
+    documentation: str
+    per_series: bool
+    """True: labelled by target and by every enabled dimension; False: by target only."""
+    samples: Samples
+    data: bool = False
+    """Proxied data: dropped once the target's last success is older than poll.stale_after."""
+
+
+def _one(value: float | None) -> list[tuple[LabelValues, float]]:
+    return [] if value is None else [((), float(value))]
+
+
+METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec(
+        "whatsapp_conversations",
+        GaugeMetricFamily,
+        "Conversations in the latest complete half-hour bucket (the newest that ended at least "
+        "poll.delay ago; 0 for label sets seen in the lookback window but not in it)." + CACHED,
+        True,
+        lambda s: s.conversations.items(),
+        data=True,
+    ),
+    MetricSpec(
+        "whatsapp_conversations_bucket_start_timestamp_seconds",
+        GaugeMetricFamily,
+        "Start (unix seconds) of the half-hour bucket that whatsapp_conversations reports."
+        + CACHED,
+        False,
+        lambda s: _one(s.bucket_start),
+        data=True,
+    ),
+    MetricSpec(
+        "whatsapp_conversations_observed",
+        CounterMetricFamily,
+        "Conversations of every complete half-hour bucket seen since the exporter started; "
+        "upward revisions add their difference." + CACHED,
+        True,
+        lambda s: s.observed.items(),
+        data=True,
+    ),
+    MetricSpec(
+        "whatsapp_exporter_poll_success",
+        GaugeMetricFamily,
+        "1 if the target's last poll succeeded, else 0.",
+        False,
+        lambda s: _one(1.0 if s.poll_success else 0.0),
+    ),
+    MetricSpec(
+        "whatsapp_exporter_last_success_timestamp_seconds",
+        GaugeMetricFamily,
+        "When the target's last successful poll finished (unix seconds).",
+        False,
+        lambda s: _one(s.last_success),
+    ),
+    MetricSpec(
+        "whatsapp_exporter_poll_duration_seconds",
+        GaugeMetricFamily,
+        "How long the target's last poll took, retries included.",
+        False,
+        lambda s: _one(s.poll_duration),
+    ),
+)
+
+
+
+def labels_of(spec: MetricSpec, dimensions: Sequence[str]) -> tuple[str, ...]:
+    """The label names of `spec` when `dimensions` (API names) are enabled."""
+    if not spec.per_series:
+        return TARGET_LABELS
+    return TARGET_LABELS + tuple(DIMENSIONS_BY_NAME[d].label for d in dimensions)
+
+
+@dataclass(frozen=True, slots=True)
+class SelfMetricSpec:
+    """One of the exporter's own metrics (instrumented directly, not read from a snapshot)."""
+
+    name: str
+    kind: Literal["counter", "gauge"]
+    documentation: str
+    labels: tuple[str, ...] = ()
+
+
+API_REQUESTS = SelfMetricSpec(
+    "whatsapp_exporter_api_requests",
+    "counter",
+    'Requests sent to the Splashify API, by HTTP status (code="error": no response).',
+    ("waba_name", "code"),
+)
+POLL_ERRORS = SelfMetricSpec(
+    "whatsapp_exporter_poll_errors",
+    "counter",
+    "Failed polls, by reason (" + ", ".join(ERROR_REASONS) + ").",
+    ("waba_name", "reason"),
+)
+BUILD_INFO = SelfMetricSpec(
+    "whatsapp_exporter_build_info",
+    "gauge",
+    "Always 1; labels say which exporter and Python are running.",
+    ("version", "python_version"),
+)
+TARGETS = SelfMetricSpec(
+    "whatsapp_exporter_targets",
+    "gauge",
+    "Targets (WABAs and partner customers) in the loaded config.",
+)
+RELOAD_SUCCESSFUL = SelfMetricSpec(
+    "whatsapp_exporter_config_last_reload_successful",
+    "gauge",
+    "1 if the last config reload succeeded (or none was asked for yet), else 0.",
+)
+RELOAD_SUCCESS_TIME = SelfMetricSpec(
+    "whatsapp_exporter_config_last_reload_success_timestamp_seconds",
+    "gauge",
+    "When the config was last loaded successfully (start-up included).",
+)
+RENDERS = SelfMetricSpec(
+    "whatsapp_exporter_renders",
+    "counter",
+    "Times /metrics was rendered anew (once per poll or burst of polls, not per scrape).",
+)
+LAST_RENDER_DURATION = SelfMetricSpec(
+    "whatsapp_exporter_last_render_duration_seconds",
+    "gauge",
+    "How long the last render of /metrics took.",
+)
+SELF_METRICS: tuple[SelfMetricSpec, ...] = (
+    API_REQUESTS,
+    POLL_ERRORS,
+    BUILD_INFO,
+    TARGETS,
+    RELOAD_SUCCESSFUL,
+    RELOAD_SUCCESS_TIME,
+    RENDERS,
+    LAST_RENDER_DURATION,
+)
