@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 
 import requests
+from prometheus_client import disable_created_metrics
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.simulator import DEMO_ACCOUNTS, SimAccount, Simulator, answer_points
@@ -87,6 +88,7 @@ def _serve(port: int, target_count: int, speed: float, origin: float, ready) -> 
         poll=PollConfig(interval=1.0, stale_after=365 * 86400.0),
         web=WebConfig(ListenAddress("127.0.0.1", port)),
     )
+    disable_created_metrics()  # as the CLI does at start
     exporter = Exporter(config, clock=clock)
     start_http_server(
         config.web.listen_address,

@@ -7,24 +7,27 @@ series; the registry and the exporter's own counters carry on.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import (
     CollectorRegistry,
     ProcessCollector,
-    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.registry import Collector
 
-from exporter.config import Config
+from exporter.config import Config, ConfigError, ListenAddress, Shard, WebConfig, load_config
+from exporter.logs import add_secrets
 from exporter.pipeline.poller import TargetPoller, same_series
 from exporter.pipeline.scheduler import start_scheduler, sync_jobs
+from exporter.pipeline.sharding import shard_config
 from exporter.pipeline.snapshot import SnapshotStore
 from exporter.serve.collector import ConversationCollector
 from exporter.serve.render import ExpositionCache
@@ -35,16 +38,63 @@ from exporter.upstream.ratelimit import RequestLimiter
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class Overrides:
+    """What the command line says over the config file; applied at start and on every reload,
+    so that the flags survive one."""
+
+    listen_address: ListenAddress | None = None
+    shard: Shard | None = None
+
+    def apply(self, loaded: Config) -> Config:
+        """The config as this process runs it: the flags win over the file, then only this
+        shard's targets are kept."""
+        config = loaded
+        if self.listen_address is not None:
+            config = dataclasses.replace(config, web=WebConfig(listen_address=self.listen_address))
+        return shard_config(config, config.shard if self.shard is None else self.shard)
+
+
+def summary(config: Config, loaded_targets: int) -> str:
+    """One line about the running config; `loaded_targets` counts the file's, before sharding."""
+    names = ", ".join(t.name for t in config.targets) or "none"
+    owned = f"{len(config.targets)} target(s)"
+    if not config.shard.is_everything:
+        owned = f"{len(config.targets)} of {loaded_targets} target(s) in shard {config.shard}"
+    return (
+        f"{owned} ({names}); poll every {config.poll.interval:g}s, "
+        f"lookback {config.poll.lookback:g}s, delay {config.poll.delay:g}s; "
+        f"dimensions {', '.join(config.dimensions) or 'none'}"
+    )
+
+
+def log_shard(config: Config, loaded_targets: int) -> None:
+    """Say which shard this replica is, so that a missing or doubled target can be traced."""
+    if config.shard.is_everything:
+        return
+    if not config.targets:
+        # Not an error: with more replicas than targets, or by the luck of the hash, a shard
+        # can be empty. It still serves its own metrics, and /ready is true at once.
+        log.warning(
+            "shard %s owns none of the %d target(s): serving only the exporter's own metrics",
+            config.shard,
+            loaded_targets,
+        )
+        return
+    # Counts, not names: a shard of a large fleet owns hundreds of targets.
+    log.info(
+        "shard %s: polling %d of %d target(s)", config.shard, len(config.targets), loaded_targets
+    )
+
+
 class Exporter:
     def __init__(self, config: Config, *, clock: Callable[[], float] = time.time) -> None:
-        # `_created` series double every counter's output and mean nothing to a poll-based
-        # exporter; Prometheus does not need them.
-        disable_created_metrics()
         self.stopping = threading.Event()
         self.metrics = SelfMetrics()
         self.store = SnapshotStore(config.dimensions)
         self._clock = clock
         self._reload_lock = threading.Lock()
+        self._reload_from_lock = threading.Lock()
         self._scheduler: BackgroundScheduler | None = None
         self._pollers: dict[str, TargetPoller] = {}
         self.collector = ConversationCollector(self.store, config.poll.stale_after, clock=clock)
@@ -133,6 +183,26 @@ class Exporter:
                     self._scheduler, self.pollers, config.poll.interval, self.stopping, unpolled
                 )
             log.info("config reloaded: %d target(s)", len(config.targets))
+
+    def reload_from(self, path: str, overrides: Overrides) -> tuple[bool, str]:
+        """Load the config file at `path` and take it; (success, one line saying what happened).
+
+        A bad file leaves the running config as it is. SIGHUP and /-/reload both end here, one
+        at a time and in order.
+        """
+        with self._reload_from_lock:
+            try:
+                loaded = load_config(path)
+            except ConfigError as error:
+                log.error("config reload failed, the running config stays: %s", error)
+                self.metrics.reloaded(False)
+                return False, str(error)
+            new = overrides.apply(loaded)
+            add_secrets([new.splashify.api_key.reveal()])
+            self.reload(new)
+            self.metrics.reloaded(True)
+            log_shard(new, len(loaded.targets))
+            return True, f"config reloaded: {summary(new, len(loaded.targets))}"
 
     def start_polling(self) -> None:
         self.cache.start()

@@ -1,9 +1,9 @@
-"""Command line: parse flags, load the config, then run once, check, or serve until a signal."""
+"""Command line: one parser for the exporter and its `backfill` subcommand; load the config (or
+start the demo), then check it, poll once, backfill, or serve until a signal."""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import os
 import signal
@@ -14,38 +14,65 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from exporter import __version__
-from exporter.config import (
-    Config,
-    ConfigError,
-    ListenAddress,
-    Shard,
-    WebConfig,
-    load_config,
-    parse_listen_address,
-)
-from exporter.pipeline.sharding import add_shard_flag, shard_config, shard_from_flag
+from exporter.config import Config, ConfigError, WebConfig, load_config, parse_listen_address
+from exporter.demo import DEMO_SCENARIOS
+from exporter.pipeline.sharding import shard_from_flag
 
 if TYPE_CHECKING:
+    from exporter.app import Overrides
     from exporter.serve.webconfig import WebSecurity
+    from exporter.simulator import Simulator
 
 log = logging.getLogger("exporter")
 
-EXIT_OK, EXIT_POLL_FAILED, EXIT_USAGE = 0, 1, 2
+PROG = "whatsapp-exporter"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+"""0 ok; 1 a poll (`--once`) or a history read (`backfill`) failed; 2 bad usage or config."""
+EXIT_INTERRUPTED = 130
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="whatsapp-exporter",
-        description="Prometheus exporter for WhatsApp Business conversation analytics "
-        "(Splashify partner API).",
-        epilog="Subcommand: `whatsapp-exporter backfill --help` writes past data for "
-        "promtool tsdb create-blocks-from openmetrics.",
-    )
-    parser.add_argument(
+def build_parser() -> argparse.ArgumentParser:
+    """The exporter's flags, and `backfill` with its own; the flags both need come from one
+    parent, so they are declared once."""
+    from exporter.backfill.command import add_backfill_flags
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
         "--config",
         default=os.environ.get("WHATSAPP_EXPORTER_CONFIG", "config.yaml"),
         help="YAML config file (default: $WHATSAPP_EXPORTER_CONFIG or config.yaml)",
     )
+    common.add_argument(
+        "--demo",
+        action="store_true",
+        help="run against the built-in simulated Splashify API (no config, no key)",
+    )
+    common.add_argument(
+        "--demo.scenario",
+        dest="demo_scenario",
+        choices=DEMO_SCENARIOS,
+        default=DEMO_SCENARIOS[0],
+        help=f"traffic of the simulated API (with --demo; default {DEMO_SCENARIOS[0]})",
+    )
+    common.add_argument(
+        "--shard",
+        metavar="INDEX/TOTAL",
+        help="only the targets of replica INDEX of TOTAL (from 0: 0/2 and 1/2); "
+        "overrides shard: in the config",
+    )
+    common.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        parents=[common],
+        description="Prometheus exporter for WhatsApp Business conversation analytics "
+        "(Splashify partner API).",
+        epilog=f"Subcommand: `{PROG} backfill --help` writes past data for "
+        "promtool tsdb create-blocks-from openmetrics.",
+    )
+    parser.set_defaults(command=None)
     parser.add_argument(
         "--web.listen-address",
         dest="listen_address",
@@ -64,7 +91,6 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="serve POST /-/reload (SIGHUP reloads either way)",
     )
-    add_shard_flag(parser, "poll")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
         "--once",
@@ -76,68 +102,102 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="validate the config, print a one-line verdict, exit 0 or 2",
     )
-    parser.add_argument(
-        "--demo",
-        action="store_true",
-        help="run against the built-in simulated Splashify API (no config, no key)",
-    )
-    parser.add_argument(
-        "--demo.scenario",
-        dest="demo_scenario",
-        choices=["steady", "marketing-spike"],
-        default="steady",
-        help="traffic of the simulated API (with --demo; default steady)",
-    )
-    parser.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
-    )
     parser.add_argument("--log-format", default="text", choices=["text", "json"])
-    parser.add_argument("--version", action="version", version=f"whatsapp-exporter {__version__}")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+
+    commands = parser.add_subparsers(title="subcommands", metavar="{backfill}")
+    backfill = commands.add_parser(
+        "backfill",
+        parents=[common],
+        help="write past data as OpenMetrics for promtool tsdb create-blocks-from",
+        description="Write past conversation data as OpenMetrics text with timestamps, for "
+        "`promtool tsdb create-blocks-from openmetrics`. Each sample is what the live exporter "
+        "serves at that time.",
+        epilog=f"Example: {PROG} backfill --config config.yaml --start now-8d "
+        "--label job=whatsapp-exporter --label instance=exporter:9477 -o history.om && "
+        "promtool tsdb create-blocks-from openmetrics history.om /var/lib/prometheus/metrics2",
+    )
+    backfill.set_defaults(command="backfill")
+    add_backfill_flags(backfill)
     return parser
 
 
-def _fail(message: str) -> int:
-    print(f"whatsapp-exporter: {message}", file=sys.stderr)
+def fail(message: str, command: str | None = None) -> int:
+    """One line on stderr, no traceback; exit code 2."""
+    prog = f"{PROG} {command}" if command else PROG
+    print(f"{prog}: {message}", file=sys.stderr)
     return EXIT_USAGE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["backfill"]:
-        from exporter.backfill.command import main as backfill_main
+    args = build_parser().parse_args(argv)
+    command: str | None = args.command
+    if args.demo_scenario != DEMO_SCENARIOS[0] and not args.demo:
+        return fail("--demo.scenario: only with --demo", command)
+    from exporter.app import Overrides
 
-        return backfill_main(argv[1:])
-    args = _parser().parse_args(argv)
-    if args.demo_scenario != "steady" and not args.demo:
-        return _fail("--demo.scenario: only with --demo")
-    listen_override = None
-    if args.listen_address is not None:
-        try:
-            listen_override = parse_listen_address(args.listen_address)
-        except ValueError as error:
-            return _fail(f"--web.listen-address: {error}")
     try:
-        shard_override = shard_from_flag(args.shard)
+        listen = None
+        if command is None and args.listen_address is not None:
+            try:
+                listen = parse_listen_address(args.listen_address)
+            except ValueError as error:
+                raise ValueError(f"--web.listen-address: {error}") from None
+        overrides = Overrides(listen_address=listen, shard=shard_from_flag(args.shard))
     except ValueError as error:
-        return _fail(str(error))
+        return fail(str(error), command)
 
-    simulator = None
-    if args.demo:
-        # Imported here: the simulator is not needed to run against the real API.
-        from exporter.demo import demo_config, start_demo_simulator
+    # `_created` series double every counter's output and mean nothing to a poll-based
+    # exporter; Prometheus does not need them. Process-wide, so set here, at the edge.
+    from prometheus_client import disable_created_metrics
 
-        simulator = start_demo_simulator(args.demo_scenario)
-        loaded = demo_config(simulator, listen_override or WebConfig().listen_address)
-    else:
-        try:
-            loaded = load_config(args.config)
-        except ConfigError as error:
-            if args.check_config:
-                print(f"config error: {error}", file=sys.stderr)
-                return EXIT_USAGE
-            return _fail(f"config error: {error}")
-    config = _as_run(loaded, listen_override, shard_override)
+    disable_created_metrics()
+    simulator: Simulator | None = None
+    try:
+        if args.demo:
+            # Imported here: the simulator is not needed to run against the real API.
+            from exporter.demo import demo_config, start_demo_simulator
 
+            simulator = start_demo_simulator(args.demo_scenario)
+            loaded = demo_config(simulator, listen or WebConfig().listen_address)
+        else:
+            try:
+                loaded = load_config(args.config)
+            except ConfigError as error:
+                if command is None and args.check_config:
+                    print(f"config error: {error}", file=sys.stderr)
+                    return EXIT_USAGE
+                return fail(f"config error: {error}", command)
+        if command == "backfill":
+            return _backfill(args, loaded, overrides)
+        return _exporter(args, loaded, overrides)
+    except KeyboardInterrupt:  # Ctrl-C during --once or backfill: no traceback
+        return EXIT_INTERRUPTED
+    finally:
+        if simulator is not None:
+            simulator.stop()
+
+
+def _backfill(args: argparse.Namespace, loaded: Config, overrides: Overrides) -> int:
+    from exporter.backfill.command import FetchFailed, UsageError, run_backfill
+    from exporter.logs import configure_logging
+
+    configure_logging(args.log_level, "text", [loaded.splashify.api_key.reveal()])
+    try:
+        # A replica's history holds its own targets, under its own `instance` label.
+        run_backfill(args, overrides.apply(loaded))
+    except UsageError as error:
+        return fail(str(error), "backfill")
+    except FetchFailed as failure:
+        print(f"{PROG} backfill: {failure}; nothing written", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _exporter(args: argparse.Namespace, loaded: Config, overrides: Overrides) -> int:
+    from exporter.app import log_shard, summary
+
+    config = overrides.apply(loaded)
     security = None
     if args.web_config_file is not None:
         from exporter.serve.webconfig import load_web_config
@@ -145,74 +205,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             security = load_web_config(args.web_config_file)
         except ConfigError as error:
-            return _fail(str(error))
+            return fail(str(error))
 
     if args.check_config:
-        print(f"config OK: {_summary(config, len(loaded.targets))}")
+        print(f"config OK: {summary(config, len(loaded.targets))}")
         return EXIT_OK
 
     from exporter.logs import configure_logging
 
     configure_logging(args.log_level, args.log_format, [config.splashify.api_key.reveal()])
-    _log_shard(config, len(loaded.targets))
-    try:
-        if args.once:
-            return _run_once(config)
-        return _serve(
-            config,
-            None if args.demo else args.config,
-            listen_override,
-            shard_override,
-            security,
-            lifecycle=args.web_enable_lifecycle,
-        )
-    except KeyboardInterrupt:  # Ctrl-C during --once: no traceback
-        return 130
-    finally:
-        if simulator is not None:
-            simulator.stop()
-
-
-def _as_run(
-    loaded: Config, listen_override: ListenAddress | None, shard_override: Shard | None
-) -> Config:
-    """The config as this process runs it: the flags win over the file, then only this shard's
-    targets are kept. Applied at start-up and on every reload, so that the flags survive one."""
-    config = loaded
-    if listen_override is not None:
-        config = dataclasses.replace(config, web=WebConfig(listen_address=listen_override))
-    return shard_config(config, config.shard if shard_override is None else shard_override)
-
-
-def _summary(config: Config, loaded_targets: int) -> str:
-    """One line about the running config; `loaded_targets` counts the file's, before sharding."""
-    names = ", ".join(t.name for t in config.targets) or "none"
-    owned = f"{len(config.targets)} target(s)"
-    if not config.shard.is_everything:
-        owned = f"{len(config.targets)} of {loaded_targets} target(s) in shard {config.shard}"
-    return (
-        f"{owned} ({names}); poll every {config.poll.interval:g}s, "
-        f"lookback {config.poll.lookback:g}s, delay {config.poll.delay:g}s; "
-        f"dimensions {', '.join(config.dimensions) or 'none'}"
-    )
-
-
-def _log_shard(config: Config, loaded_targets: int) -> None:
-    """Say which shard this replica is, so that a missing or doubled target can be traced."""
-    if config.shard.is_everything:
-        return
-    if not config.targets:
-        # Not an error: with more replicas than targets, or by the luck of the hash, a shard
-        # can be empty. It still serves its own metrics, and /ready is true at once.
-        log.warning(
-            "shard %s owns none of the %d target(s): serving only the exporter's own metrics",
-            config.shard,
-            loaded_targets,
-        )
-        return
-    # Counts, not names: a shard of a large fleet owns hundreds of targets.
-    log.info(
-        "shard %s: polling %d of %d target(s)", config.shard, len(config.targets), loaded_targets
+    log_shard(config, len(loaded.targets))
+    if args.once:
+        return _run_once(config)
+    return _serve(
+        config,
+        None if args.demo else args.config,
+        overrides,
+        security,
+        lifecycle=args.web_enable_lifecycle,
     )
 
 
@@ -222,7 +232,7 @@ def _run_once(config: Config) -> int:
     exporter = Exporter(config)
     succeeded = exporter.poll_all_once()
     sys.stdout.write(exporter.exposition().decode())
-    return EXIT_OK if succeeded else EXIT_POLL_FAILED
+    return EXIT_OK if succeeded else EXIT_FAILED
 
 
 SHUTDOWN_GRACE_SECONDS = 0.8
@@ -232,38 +242,20 @@ SHUTDOWN_GRACE_SECONDS = 0.8
 def _serve(
     config: Config,
     config_path: str | None,
-    listen_override: ListenAddress | None,
-    shard_override: Shard | None,
+    overrides: Overrides,
     security: WebSecurity | None,
     *,
     lifecycle: bool = False,
 ) -> int:
     from exporter.app import Exporter
-    from exporter.logs import add_secrets
     from exporter.serve.web import landing_page, make_app, start_http_server
 
     exporter = Exporter(config)
-    reload_lock = threading.Lock()  # SIGHUP and /-/reload: one reload at a time, in order
 
     def reload_config() -> tuple[bool, str]:
         if config_path is None:
             return False, "no config file to reload (--demo)"
-        with reload_lock:
-            return _reload(config_path)
-
-    def _reload(path: str) -> tuple[bool, str]:
-        try:
-            loaded = load_config(path)
-        except ConfigError as error:
-            log.error("config reload failed, the running config stays: %s", error)
-            exporter.metrics.reloaded(False)
-            return False, str(error)
-        new = _as_run(loaded, listen_override, shard_override)
-        add_secrets([new.splashify.api_key.reveal()])
-        exporter.reload(new)
-        exporter.metrics.reloaded(True)
-        _log_shard(new, len(loaded.targets))
-        return True, f"config reloaded: {_summary(new, len(loaded.targets))}"
+        return exporter.reload_from(config_path, overrides)
 
     app = make_app(
         exporter.registry,
@@ -280,7 +272,7 @@ def _serve(
     try:
         server = start_http_server(address, app, security.tls if security else None)
     except OSError as error:
-        return _fail(f"web.listen_address: cannot listen on {address}: {error.strerror}")
+        return fail(f"web.listen_address: cannot listen on {address}: {error.strerror}")
     stop, reload_requested = threading.Event(), threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:

@@ -15,6 +15,7 @@ import pytest
 import requests
 import yaml
 from hypothesis import settings
+from prometheus_client import disable_created_metrics
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.simulator import DEMO_ACCOUNTS, Simulator
@@ -31,6 +32,9 @@ settings.load_profile("whatsapp-exporter")
 
 WABA_ACCOUNTS = [a for a in DEMO_ACCOUNTS if a.customer_id is None]
 CUSTOMER_ACCOUNTS = [a for a in DEMO_ACCOUNTS if a.customer_id is not None]
+
+# As the CLI does at start: `_created` series mean nothing to this exporter.
+disable_created_metrics()
 
 
 @pytest.fixture

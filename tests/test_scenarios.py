@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import calendar
 
 import pytest
@@ -76,10 +77,13 @@ def test_demo_scenarios() -> None:
 
 
 def test_the_cli_offers_every_demo_scenario() -> None:
-    from exporter.cli import _parser
+    from exporter.cli import build_parser
 
-    (action,) = [a for a in _parser()._actions if a.dest == "demo_scenario"]
-    assert tuple(action.choices) == DEMO_SCENARIOS and action.default == DEMO_SCENARIOS[0]
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for each in (parser, commands.choices["backfill"]):
+        (action,) = [a for a in each._actions if a.dest == "demo_scenario"]
+        assert tuple(action.choices) == DEMO_SCENARIOS and action.default == DEMO_SCENARIOS[0]
 
 
 def test_demo_scenario_needs_demo(tmp_path) -> None:

@@ -27,6 +27,7 @@ import requests
 import yaml
 
 from exporter.backfill import command as backfill
+from exporter.cli import build_parser
 from exporter.demo import DEMO_SCENARIOS
 from tests.conftest import DEMO_ACCOUNTS, config_dict, exporter_env, write_config
 from tests.test_dashboards import DASHBOARDS, load, panels
@@ -108,7 +109,8 @@ def test_compose_backfill_command_is_one_the_cli_accepts() -> None:
     command = shlex.split(script.split("||", 1)[1].replace("${DEMO_SCENARIO:-", "").replace(
         "}", ""))
     assert command[:2] == ["whatsapp-exporter", "backfill"]
-    args = backfill._parser().parse_args(command[2:])
+    args = build_parser().parse_args(command[1:])
+    assert args.command == "backfill"
     assert args.demo and args.demo_scenario in DEMO_SCENARIOS
     assert backfill.parse_time(args.start, now=WEEK * 10) == WEEK * 10 - 8 * 86400
     assert dict(label.split("=") for label in args.label) == {

@@ -13,7 +13,6 @@ move it to another replica (which would restart its counter there).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import re
@@ -23,17 +22,6 @@ from exporter.config.model import Config, Shard, Target
 
 # Bounded so that int() never meets Python's limit on the length of integer strings.
 _SHARD = re.compile(r"([0-9]{1,9})/([0-9]{1,9})")
-
-
-def add_shard_flag(parser: argparse.ArgumentParser, verb: str) -> None:
-    """`--shard INDEX/TOTAL`, the same for the exporter and for backfill; `verb`: what is done
-    with the targets (poll, read)."""
-    parser.add_argument(
-        "--shard",
-        metavar="INDEX/TOTAL",
-        help=f"{verb} only the targets of replica INDEX of TOTAL (from 0: 0/2 and 1/2); "
-        "overrides shard: in the config",
-    )
 
 
 def parse_shard(text: str) -> Shard:

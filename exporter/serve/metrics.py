@@ -96,11 +96,14 @@ METRICS: tuple[MetricSpec, ...] = (
 
 
 
+def series_labels(dimensions: Sequence[str]) -> tuple[str, ...]:
+    """The label names of a per-series family when `dimensions` (API names) are enabled."""
+    return TARGET_LABELS + tuple(DIMENSIONS_BY_NAME[d].label for d in dimensions)
+
+
 def labels_of(spec: MetricSpec, dimensions: Sequence[str]) -> tuple[str, ...]:
     """The label names of `spec` when `dimensions` (API names) are enabled."""
-    if not spec.per_series:
-        return TARGET_LABELS
-    return TARGET_LABELS + tuple(DIMENSIONS_BY_NAME[d].label for d in dimensions)
+    return series_labels(dimensions) if spec.per_series else TARGET_LABELS
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,3 +169,7 @@ SELF_METRICS: tuple[SelfMetricSpec, ...] = (
     RENDERS,
     LAST_RENDER_DURATION,
 )
+
+DATA_METRICS: tuple[MetricSpec, ...] = tuple(spec for spec in METRICS if spec.data)
+"""The families that carry the upstream's data (what backfill writes); the rest describe the
+running process."""

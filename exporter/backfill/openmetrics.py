@@ -1,0 +1,53 @@
+"""The backfill's output: OpenMetrics text with timestamps, for
+`promtool tsdb create-blocks-from openmetrics`.
+
+Every data family of the metrics table once, with the HELP and TYPE lines, label escaping and
+number format of /metrics; within a family series follow each other, each with its samples in
+time order; `# EOF` last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TextIO
+
+from exporter.backfill.history import TargetSeries
+from exporter.serve.exposition import escape_label_value, format_value
+from exporter.serve.metrics import DATA_METRICS, labels_of
+from exporter.serve.render import OPENMETRICS, header, sample_name
+
+
+def write_openmetrics(
+    out: TextIO,
+    targets: Sequence[TargetSeries],
+    times: Sequence[int],
+    dimensions: Sequence[str],
+    extra_labels: Sequence[tuple[str, str]],
+) -> tuple[int, int]:
+    """Write every family, series by series, samples in time order; (series, samples) written."""
+    extra = "".join(f',{name}="{escape_label_value(value)}"' for name, value in extra_labels)
+    stamps = [str(t) for t in times]
+    series_count = samples = 0
+    for spec in DATA_METRICS:
+        label_names = labels_of(spec, dimensions)
+        out.write(header(spec, OPENMETRICS).decode())
+        name = sample_name(spec)
+        for target in targets:
+            for labels, series in sorted(target.families[spec.name].items()):
+                values = (target.waba_id, target.target_name, *labels)
+                pairs = ",".join(
+                    f'{n}="{escape_label_value(v)}"'
+                    for n, v in zip(label_names, values, strict=True)
+                )
+                prefix = f"{name}{{{pairs}{extra}}} "
+                wrote = False
+                for first, end, value in series.runs(len(times)):
+                    text = prefix + format_value(value) + " "
+                    out.writelines(text + stamps[i] + "\n" for i in range(first, end))
+                    samples += end - first
+                    wrote = True
+                series_count += wrote
+    out.write("# EOF\n")
+    return series_count, samples
+
+
