@@ -50,7 +50,7 @@ _T = TypeVar("_T")
 _FieldParser = Callable[[object, str], object]
 
 
-# The keys each mapping may hold, in the order CONTRACT.md lists them ("" is the top level).
+# The keys each mapping may hold, in the order docs/contract.md lists them ("" is the top level).
 _KEYS: dict[str, tuple[str, ...]] = {
     "": ("splashify", "poll", "dimensions", "filters", "targets", "web", "shard"),
     "splashify": (
