@@ -24,6 +24,7 @@ from prometheus_client import (
 from prometheus_client.registry import Collector
 
 from exporter.config import Config, ConfigError, ListenAddress, Shard, WebConfig, load_config
+from exporter.config.model import DEFAULT_SOURCES
 from exporter.logs import add_secrets
 from exporter.pipeline.poller import TargetPoller, same_series
 from exporter.pipeline.scheduler import start_scheduler, sync_jobs
@@ -61,11 +62,14 @@ def summary(config: Config, loaded_targets: int) -> str:
     owned = f"{len(config.targets)} target(s)"
     if not config.shard.is_everything:
         owned = f"{len(config.targets)} of {loaded_targets} target(s) in shard {config.shard}"
-    return (
+    line = (
         f"{owned} ({names}); poll every {config.poll.interval:g}s, "
         f"lookback {config.poll.lookback:g}s, delay {config.poll.delay:g}s; "
         f"dimensions {', '.join(config.dimensions) or 'none'}"
     )
+    if config.sources != DEFAULT_SOURCES:
+        line += f"; sources {', '.join(config.sources)}"
+    return line
 
 
 def log_shard(config: Config, loaded_targets: int) -> None:
@@ -91,7 +95,7 @@ class Exporter:
     def __init__(self, config: Config, *, clock: Callable[[], float] = time.time) -> None:
         self.stopping = threading.Event()
         self.metrics = SelfMetrics()
-        self.store = SnapshotStore(config.dimensions)
+        self.store = SnapshotStore(config.dimensions, config.layout)
         self._clock = clock
         self._reload_lock = threading.Lock()
         self._reload_from_lock = threading.Lock()
@@ -156,7 +160,7 @@ class Exporter:
                     self.metrics.forget(name)
         keep_data = old is None or same_series(old, config)
         kept = [n for n, p in pollers.items() if keep_data and self._pollers.get(n) is p]
-        self.store.retain(kept, config.dimensions)
+        self.store.retain(kept, config.dimensions, config.layout)
         self.metrics.track_targets(list(pollers))
         self.collector.stale_after = config.poll.stale_after
         self.cache.stale_after = config.poll.stale_after

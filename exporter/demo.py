@@ -16,6 +16,7 @@ from exporter.config import (
 from exporter.simulator import DEMO_ACCOUNTS, Simulator
 from exporter.simulator.traffic import Campaign
 from exporter.upstream.query import align_down
+from exporter.vocabulary import SOURCES
 
 DEMO_POLL_INTERVAL = 30.0
 """Faster than the default 5m so that a newcomer sees polls happen; the simulator has no budget."""
@@ -65,7 +66,8 @@ def start_demo_simulator(scenario: str = "steady") -> Simulator:
 
 
 def demo_config(simulator: Simulator, listen_address: ListenAddress) -> Config:
-    """Every demo account as a target: the WABAs by id, the partner customer by customer id."""
+    """Every demo account as a target: the WABAs by id, the partner customer by customer id;
+    every source enabled."""
     targets = tuple(
         Target(name=account.name, customer_id=account.customer_id)
         if account.customer_id
@@ -77,4 +79,5 @@ def demo_config(simulator: Simulator, listen_address: ListenAddress) -> Config:
         targets=targets,
         poll=PollConfig(interval=DEMO_POLL_INTERVAL),
         web=WebConfig(listen_address=listen_address),
+        sources=tuple(source.name for source in SOURCES),
     )

@@ -434,6 +434,11 @@ def targets(*items: str) -> str:
     return API_KEY + "targets:\n" + "".join(f"  - {item}\n" for item in items)
 
 
+TOP_KEYS = (
+    "(one of splashify, poll, dimensions, filters, sources, pricing, messages, targets, web, "
+    "shard)"
+)
+
 ERRORS = [
     # the shape
     ("", "the config is empty"),
@@ -441,15 +446,15 @@ ERRORS = [
     ("sk_live_only_a_key\n", "the top level must be a mapping, got a string"),
     (
         MINIMAL + "extra: 1\n",
-        "unknown key extra (one of splashify, poll, dimensions, filters, targets, web, shard)",
+        "unknown key extra " + TOP_KEYS,
     ),
     (
         MINIMAL + "1: x\n",
-        "unknown key 1 (one of splashify, poll, dimensions, filters, targets, web, shard)",
+        "unknown key 1 " + TOP_KEYS,
     ),
     (
         MINIMAL + '"a.b\\n": x\n',
-        'unknown key "a.b\\n" (one of splashify, poll, dimensions, filters, targets, web, shard)',
+        'unknown key "a.b\\n" ' + TOP_KEYS,
     ),
     (
         splashify("base_ur: x"),

@@ -25,10 +25,15 @@ from typing import Any, TypeVar, cast
 from exporter.config import values
 from exporter.config.expand import Expander
 from exporter.config.model import (
+    DEFAULT_SOURCES,
     Config,
     ConfigError,
     Filters,
+    MessagesConfig,
+    MessagesFilters,
     PollConfig,
+    PricingConfig,
+    PricingFilters,
     Secret,
     Shard,
     SplashifyConfig,
@@ -37,10 +42,16 @@ from exporter.config.model import (
 )
 from exporter.config.yamlfile import read_yaml
 from exporter.vocabulary import (
+    COUNTRY_CODES,
     DIMENSIONS_BY_NAME,
     FILTER_VALUES,
     HALF_HOUR_SECONDS,
     HISTORY_SECONDS,
+    PRICING_ANALYTICS,
+    PRICING_DIMENSIONS,
+    PRICING_FILTER_VALUES,
+    SOURCES,
+    SOURCES_BY_NAME,
 )
 
 _T = TypeVar("_T")
@@ -52,7 +63,18 @@ _FieldParser = Callable[[object, str], object]
 
 # The keys each mapping may hold, in the order docs/contract.md lists them ("" is the top level).
 _KEYS: dict[str, tuple[str, ...]] = {
-    "": ("splashify", "poll", "dimensions", "filters", "targets", "web", "shard"),
+    "": (
+        "splashify",
+        "poll",
+        "dimensions",
+        "filters",
+        "sources",
+        "pricing",
+        "messages",
+        "targets",
+        "web",
+        "shard",
+    ),
     "splashify": (
         "base_url",
         "api_version",
@@ -68,10 +90,20 @@ _KEYS: dict[str, tuple[str, ...]] = {
     "target": ("waba_id", "customer_id", "name", "phone_numbers"),
     "web": ("listen_address",),
     "shard": ("index", "total"),
+    "pricing": ("dimensions", "filters"),
+    "pricing.filters": SOURCES_BY_NAME[PRICING_ANALYTICS].filters,
+    "messages": ("filters",),
+    "messages.filters": (COUNTRY_CODES,),
 }
 
 
 _ALL_DIMENSIONS = tuple(DIMENSIONS_BY_NAME)
+
+
+_ALL_PRICING_DIMENSIONS = tuple(d.api_name for d in PRICING_DIMENSIONS)
+
+
+_ALL_SOURCES = tuple(source.name for source in SOURCES)
 
 
 _MIN_INTERVAL_SECONDS = 1.0
@@ -126,6 +158,9 @@ class _Parser:
             targets=self._targets(top.get("targets")),
             web=self._web(top.get("web")),
             shard=self._shard(top.get("shard")),
+            sources=self._sources(top.get("sources")),
+            pricing=self._pricing(top.get("pricing")),
+            messages=self._messages(top.get("messages")),
         )
         if config.splashify.timeout >= config.poll.interval:
             raise ConfigError(
@@ -249,6 +284,46 @@ class _Parser:
             if section.get(key) is not None
         }
         return replace(Filters(), **chosen)
+
+    def _sources(self, raw: object) -> tuple[str, ...]:
+        if raw is None:
+            return DEFAULT_SOURCES
+        chosen = self._choices(raw, "sources", _ALL_SOURCES, "source")
+        if not chosen:
+            raise ConfigError("sources", "must list at least one source")
+        return chosen
+
+    def _pricing(self, raw: object) -> PricingConfig:
+        section = values.section(raw, "pricing", _KEYS["pricing"])
+        pricing = PricingConfig()
+        if section.get("dimensions") is not None:
+            dimensions = self._choices(
+                section["dimensions"], "pricing.dimensions", _ALL_PRICING_DIMENSIONS, "dimension"
+            )
+            pricing = replace(pricing, dimensions=dimensions)
+        place = "pricing.filters"
+        filters = values.section(section.get("filters"), place, _KEYS[place])
+        chosen: dict[str, Any] = {
+            key: self._choices(filters[key], f"{place}.{key}", allowed, "value")
+            for key, allowed in PRICING_FILTER_VALUES.items()
+            if filters.get(key) is not None
+        }
+        chosen.update(self._country_codes(filters, place))
+        return replace(pricing, filters=replace(PricingFilters(), **chosen))
+
+    def _messages(self, raw: object) -> MessagesConfig:
+        section = values.section(raw, "messages", _KEYS["messages"])
+        place = "messages.filters"
+        filters = values.section(section.get("filters"), place, _KEYS[place])
+        return MessagesConfig(filters=MessagesFilters(**self._country_codes(filters, place)))
+
+    def _country_codes(self, section: dict[str, object], place: str) -> dict[str, Any]:
+        """`country_codes` of a filters mapping, if set: distinct codes in the order given."""
+        raw = section.get(COUNTRY_CODES)
+        if raw is None:
+            return {}
+        items = self._items(raw, f"{place}.{COUNTRY_CODES}", values.country_code)
+        return {COUNTRY_CODES: tuple(values.unique(items))}
 
     def _choices(
         self, raw: object, place: str, allowed: tuple[str, ...], what: str

@@ -5,9 +5,16 @@ Nothing downstream sees the raw YAML; `exporter.config.build` turns it into thes
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
-from exporter.vocabulary import DIMENSIONS
+from exporter.vocabulary import (
+    CONVERSATION_ANALYTICS,
+    DIMENSIONS,
+    MESSAGE_ANALYTICS,
+    PRICING_ANALYTICS,
+    PRICING_DIMENSIONS,
+    Layout,
+)
 
 
 class Secret:
@@ -82,6 +89,37 @@ class Filters:
 
 
 @dataclass(frozen=True, slots=True)
+class PricingFilters:
+    """`pricing.filters`, passed through to `pricing_analytics`; empty means "not filtered"."""
+
+    pricing_categories: tuple[str, ...] = ()
+    pricing_types: tuple[str, ...] = ()
+    country_codes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PricingConfig:
+    """The `pricing:` block: how `pricing_analytics` is broken down and filtered."""
+
+    dimensions: tuple[str, ...] = tuple(d.api_name for d in PRICING_DIMENSIONS)
+    filters: PricingFilters = PricingFilters()
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesFilters:
+    """`messages.filters`, passed through to the message `analytics` field."""
+
+    country_codes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesConfig:
+    """The `messages:` block (message analytics have no dimensions)."""
+
+    filters: MessagesFilters = MessagesFilters()
+
+
+@dataclass(frozen=True, slots=True)
 class Target:
     """One WABA (`waba_id`) or one partner customer (`customer_id`): exactly one is set."""
 
@@ -128,6 +166,10 @@ class Shard:
         return self.total == 1
 
 
+DEFAULT_SOURCES = (CONVERSATION_ANALYTICS,)
+"""What `sources:` left unset means: conversation analytics alone, as before sources."""
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     splashify: SplashifyConfig
@@ -138,3 +180,29 @@ class Config:
     web: WebConfig = WebConfig()
     shard: Shard = Shard()
     """As loaded, `targets` holds every target; `sharding.shard_config()` keeps this shard's."""
+    sources: tuple[str, ...] = DEFAULT_SOURCES
+    """The enabled sources, in vocabulary.SOURCES order. Top-level `dimensions` and `filters`
+    are conversation_analytics's."""
+    pricing: PricingConfig = PricingConfig()
+    messages: MessagesConfig = MessagesConfig()
+
+    @property
+    def layout(self) -> Layout:
+        """The enabled sources with their enabled dimensions."""
+        dimensions = {
+            CONVERSATION_ANALYTICS: self.dimensions,
+            PRICING_ANALYTICS: self.pricing.dimensions,
+            MESSAGE_ANALYTICS: (),
+        }
+        return Layout(tuple((name, dimensions[name]) for name in self.sources))
+
+    def source_filters(self, name: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """(filter modifier, values) of source `name`, as the config sets them (empty values:
+        not filtered)."""
+        by_source: dict[str, Filters | PricingFilters | MessagesFilters] = {
+            CONVERSATION_ANALYTICS: self.filters,
+            PRICING_ANALYTICS: self.pricing.filters,
+            MESSAGE_ANALYTICS: self.messages.filters,
+        }
+        filters = by_source[name]
+        return tuple((f.name, getattr(filters, f.name)) for f in fields(filters))

@@ -44,6 +44,9 @@ _HOSTNAME = re.compile(r"[A-Za-z0-9._-]+")
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
+_COUNTRY_CODE = re.compile(r"[A-Z]{2}")
+
+
 _ESCAPES = {'"': '\\"', "\\": "\\\\"}
 
 
@@ -155,6 +158,16 @@ def digits(value: object, place: str) -> str:
     if isinstance(value, str) and _DIGITS.fullmatch(value):
         return value
     raise ConfigError(place, f"must be digits only, got {show(value)}")
+
+
+def country_code(value: object, place: str) -> str:
+    """ISO 3166-1 alpha-2, as the API writes it: two capital letters (`IN`, `BR`)."""
+    text = string(value, place)
+    if not _COUNTRY_CODE.fullmatch(text):
+        raise ConfigError(
+            place, f"not a country code (two capital letters, such as IN), got {show(text)}"
+        )
+    return text
 
 
 def customer_id(value: object, place: str) -> str:

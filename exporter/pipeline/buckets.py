@@ -18,6 +18,7 @@ from array import array
 from collections.abc import ItemsView, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TypeVar
 
 from exporter.upstream.query import align_down
 from exporter.vocabulary import HALF_HOUR_SECONDS, DataPoint
@@ -107,11 +108,30 @@ def counts_by_bucket(
     return buckets
 
 
-def zero_filled(bucket: BucketCounts, seen: Iterable[LabelValues]) -> dict[LabelValues, int]:
+_Value = TypeVar("_Value", int, float)
+
+
+def zero_filled(
+    bucket: Mapping[LabelValues, _Value], seen: Iterable[LabelValues]
+) -> dict[LabelValues, _Value]:
     """The bucket's counts, with 0 for every label set in `seen` that it lacks."""
-    filled = dict.fromkeys(seen, 0)
+    filled: dict[LabelValues, _Value] = dict.fromkeys(seen, 0)
     filled.update(bucket)
     return filled
+
+
+def reported_amounts(
+    points: Iterable[tuple[int, LabelValues, float]],
+    bucket_start: int,
+    shown: Iterable[LabelValues],
+) -> dict[LabelValues, float]:
+    """A value that is shown but not counted (pricing's `cost`), for the reported bucket: summed
+    per label set, 0 for every label set in `shown` (those its counted sibling shows) it lacks."""
+    in_bucket: dict[LabelValues, float] = {}
+    for start, labels, amount in points:
+        if start == bucket_start:
+            in_bucket[labels] = in_bucket.get(labels, 0.0) + amount
+    return zero_filled(in_bucket, shown)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,11 +12,19 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import cast
 
 from exporter.config import Config, Target
-from exporter.pipeline.buckets import ObservedState, evaluate
+from exporter.pipeline.buckets import LabelValues
 from exporter.pipeline.snapshot import SnapshotStore, TargetSnapshot
+from exporter.pipeline.sources import (
+    CounterStates,
+    build_request,
+    evaluate_sources,
+    series_key,
+)
 from exporter.upstream.client import Cancelled, SplashifyClient
 from exporter.upstream.errors import (
     INTERNAL_REASON,
@@ -25,8 +33,9 @@ from exporter.upstream.errors import (
     RateLimited,
     UpstreamError,
 )
-from exporter.upstream.parse import parse_answer
-from exporter.upstream.query import AnalyticsQuery, query_window
+from exporter.upstream.parse import parse_sources
+from exporter.upstream.query import Request, query_window
+from exporter.vocabulary import CONVERSATION_ANALYTICS, SOURCES
 
 log = logging.getLogger(__name__)
 
@@ -38,20 +47,16 @@ POLL_BUDGET_SHARE = 0.8
 
 
 def same_series(old: Config, new: Config) -> bool:
-    """Whether label values keep their meaning from `old` to `new` (dimensions and filters)."""
-    return (old.dimensions, old.filters) == (new.dimensions, new.filters)
-
-
-def build_query(config: Config, target: Target, start: int, end: int) -> AnalyticsQuery:
-    return AnalyticsQuery(
-        start=start,
-        end=end,
-        phone_numbers=target.phone_numbers,
-        conversation_categories=config.filters.conversation_categories,
-        conversation_types=config.filters.conversation_types,
-        conversation_directions=config.filters.conversation_directions,
-        dimensions=config.dimensions,
+    """Whether label values keep their meaning from `old` to `new` (dimensions and filters,
+    and the same sources, each with the same dimensions and filters)."""
+    return (old.dimensions, old.filters) == (new.dimensions, new.filters) and all(
+        series_key(old, source.name) == series_key(new, source.name) for source in SOURCES
     )
+
+
+def build_query(config: Config, target: Target, start: int, end: int) -> Request:
+    """One request for every enabled source (sources.build_request)."""
+    return build_request(config, target, start, end)
 
 
 class TargetPoller:
@@ -74,7 +79,8 @@ class TargetPoller:
         """Called with (target name, reason) for every failed poll."""
         self._clock = clock
         self._monotonic = monotonic
-        self._observed = ObservedState()
+        self._observed: CounterStates = {}
+        """Counter states by (source, value key)."""
         self._waba_id = target.waba_id or ""
         self._last_error_reason: str | None = None
         self._paused_until = 0.0
@@ -86,13 +92,19 @@ class TargetPoller:
     def reconfigure(self, config: Config, client: SplashifyClient) -> None:
         """Take a reloaded config for the same target, keeping what was counted.
 
-        The counter's memory is keyed by label values: if the dimensions or filters changed,
-        it no longer describes the same series and starts afresh. A poll in flight then finishes
-        for nothing: its answer was asked for under the old config.
+        The counter's memory is keyed by label values: the counters of a source whose
+        dimensions or filters changed (or that was disabled) no longer describe the same series
+        and start afresh; the other sources' carry on. A poll in flight then finishes for
+        nothing: its answer was asked for under the old config.
         """
         with self._lock:
             if not same_series(self._config, config):
-                self._observed = ObservedState()
+                old = self._config
+                self._observed = {
+                    key: state
+                    for key, state in self._observed.items()
+                    if series_key(old, key[0]) == series_key(config, key[0])
+                }
                 self._generation += 1
             self._config = config
             self._client = client
@@ -144,9 +156,10 @@ class TargetPoller:
         deadline = started + config.poll.interval * POLL_BUDGET_SHARE
         try:
             body = client.fetch(self.target, query, deadline)
-            answer = parse_answer(body, config.dimensions)
-            evaluation = evaluate(
-                answer.points,
+            answer = parse_sources(body, config.layout)
+            results, states = evaluate_sources(
+                answer.sources,
+                config.layout,
                 now=now,
                 delay=config.poll.delay,
                 window_start=window_start,
@@ -176,21 +189,30 @@ class TargetPoller:
         waba_id = self._waba_id
         if self.target.customer_id is not None and answer.waba_id:
             waba_id = answer.waba_id
+        # conversation_analytics keeps the snapshot fields it always had; the bucket is the
+        # same for every source.
+        conversations = results.pop(CONVERSATION_ANALYTICS, None)
+        bucket_start = next((r.bucket_start for r in results.values()), None)
         snapshot = TargetSnapshot(
             target_name=self.target.name,
             waba_id=waba_id,
             poll_success=True,
             poll_duration=self._monotonic() - started,
             last_success=self._clock(),
-            bucket_start=evaluation.bucket_start,
-            conversations=evaluation.conversations,
-            observed=evaluation.observed.totals,
+            bucket_start=conversations.bucket_start if conversations else bucket_start,
+            conversations=cast(
+                "Mapping[LabelValues, int]",
+                conversations.gauges["conversation"] if conversations else {},
+            ),
+            observed=conversations.totals["conversation"] if conversations else {},
             dimensions=config.dimensions,
+            sources=MappingProxyType(results),
+            layout=config.layout,
         )
         with self._lock:
             if not self._current(generation):
                 return self._void()
-            self._observed = evaluation.observed
+            self._observed = states
             self._waba_id = waba_id
         if not self._store.put(snapshot, accept=lambda: self._current(generation)):
             return self._void()
@@ -200,10 +222,13 @@ class TargetPoller:
             )
             self._last_error_reason = None
         log.debug(
-            "polled %s: %d points, bucket %d",
+            "polled %s: %s, bucket %s",
             self.target.name,
-            len(answer.points),
-            evaluation.bucket_start,
+            ", ".join(
+                f"{len(next(iter(points.counts.values()), ()))} {name} points"
+                for name, points in answer.sources.items()
+            ),
+            snapshot.bucket_start,
         )
         return True
 
@@ -227,6 +252,7 @@ class TargetPoller:
                 False,
                 duration,
                 dimensions=config.dimensions,
+                layout=config.layout,
             )
         else:
             failed = dataclasses.replace(previous, poll_success=False, poll_duration=duration)

@@ -13,6 +13,21 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from exporter.pipeline.buckets import LabelValues
+from exporter.vocabulary import Layout
+
+
+@dataclass(frozen=True, slots=True)
+class SourceResult:
+    """What one poll made of one source beside conversation_analytics (pricing, messages)."""
+
+    bucket_start: int
+    """Start of the bucket the gauges report (the same rule, and so the same bucket, as
+    conversations)."""
+    gauges: Mapping[str, Mapping[LabelValues, float]]
+    """Per value key (`volume`, `sent`, ... and `cost` when the answer carried it): the
+    reported bucket, zero-filled over the label sets of the lookback window."""
+    totals: Mapping[str, Mapping[LabelValues, int]]
+    """Per counted value key: the observed counter."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,11 +43,22 @@ class TargetSnapshot:
     last_success: float | None = None
     """Wall-clock time the last successful poll finished."""
     bucket_start: int | None = None
-    """Start of the bucket `conversations` reports; None until a poll succeeded."""
+    """Start of the bucket `conversations` (and every other source) reports; None until a poll
+    succeeded."""
     conversations: Mapping[LabelValues, int] = field(default_factory=dict)
     observed: Mapping[LabelValues, int] = field(default_factory=dict)
     dimensions: tuple[str, ...] = ()
     """The configured dimensions the label values of `conversations` follow."""
+    sources: Mapping[str, SourceResult] = field(default_factory=dict)
+    """The results of every enabled source but conversation_analytics (whose results are the
+    fields above, as before sources existed), by source name; empty until a poll succeeded."""
+    layout: Layout | None = None
+    """The sources and dimensions the poll ran with; None: conversation_analytics alone, with
+    `dimensions`."""
+
+    @property
+    def series_layout(self) -> Layout:
+        return self.layout if self.layout is not None else Layout.conversations(self.dimensions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,14 +67,20 @@ class StoreView:
 
     dimensions: tuple[str, ...]
     snapshots: Mapping[str, TargetSnapshot]
+    layout: Layout | None = None
+    """The enabled sources with their dimensions; None: conversation_analytics alone."""
+
+    @property
+    def series_layout(self) -> Layout:
+        return self.layout if self.layout is not None else Layout.conversations(self.dimensions)
 
 
 class SnapshotStore:
     """target name -> latest snapshot, copy-on-write; readers get a view that never changes."""
 
-    def __init__(self, dimensions: tuple[str, ...]) -> None:
+    def __init__(self, dimensions: tuple[str, ...], layout: Layout | None = None) -> None:
         self._lock = threading.Lock()
-        self._view = StoreView(dimensions, MappingProxyType({}))
+        self._view = StoreView(dimensions, MappingProxyType({}), layout)
         self.on_change: Callable[[], None] = lambda: None
         """Called after every swap, outside the lock (the render cache listens here)."""
 
@@ -59,21 +91,29 @@ class SnapshotStore:
         poll that a reload retired cannot slip its snapshot in after the reload.
         """
         with self._lock:
-            if snapshot.dimensions != self._view.dimensions or not accept():
+            view = self._view
+            if (
+                snapshot.dimensions != view.dimensions
+                or snapshot.series_layout != view.series_layout
+                or not accept()
+            ):
                 # Made by a poll that a reload overtook: its label sets may not fit any more.
                 return False
-            updated = dict(self._view.snapshots)
+            updated = dict(view.snapshots)
             updated[snapshot.target_name] = snapshot
-            self._view = StoreView(self._view.dimensions, MappingProxyType(updated))
+            self._view = StoreView(view.dimensions, MappingProxyType(updated), view.layout)
         self.on_change()
         return True
 
-    def retain(self, target_names: Iterable[str], dimensions: tuple[str, ...]) -> None:
-        """After a reload: keep only these targets' snapshots, under these dimensions."""
+    def retain(
+        self, target_names: Iterable[str], dimensions: tuple[str, ...], layout: Layout | None = None
+    ) -> None:
+        """After a reload: keep only these targets' snapshots, under these dimensions (and
+        sources)."""
         keep = set(target_names)
         with self._lock:
             kept = {n: s for n, s in self._view.snapshots.items() if n in keep}
-            self._view = StoreView(dimensions, MappingProxyType(kept))
+            self._view = StoreView(dimensions, MappingProxyType(kept), layout)
         self.on_change()
 
     def get(self, target_name: str) -> TargetSnapshot | None:

@@ -31,7 +31,7 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from exporter.pipeline.snapshot import SnapshotStore, StoreView, TargetSnapshot
-from exporter.serve.metrics import METRICS, labels_of
+from exporter.serve.metrics import METRICS, family_labels, is_served
 
 
 def is_stale(snapshot: TargetSnapshot, now: float, stale_after: float) -> bool:
@@ -62,17 +62,21 @@ class ConversationCollector(Collector):
     def describe(self) -> Iterator[Metric]:
         # Lets the registry check names at registration and serve `name[]` filters
         # without reading snapshots.
-        dimensions = self._store.current().dimensions
+        layout = self._store.current().series_layout
         for spec in METRICS:
-            yield spec.family(spec.name, spec.documentation, labels=labels_of(spec, dimensions))
+            if is_served(spec, layout):
+                yield spec.family(
+                    spec.name, spec.documentation, labels=family_labels(spec, layout)
+                )
 
     def collect(self) -> Iterator[Metric]:
         view = self._store.current()  # one consistent view for the whole scrape
         fresh = set(fresh_targets(view, self._clock(), self.stale_after))
+        layout = view.series_layout
         for spec in METRICS:
-            family = spec.family(
-                spec.name, spec.documentation, labels=labels_of(spec, view.dimensions)
-            )
+            if not is_served(spec, layout):
+                continue
+            family = spec.family(spec.name, spec.documentation, labels=family_labels(spec, layout))
             for name, snapshot in view.snapshots.items():
                 if spec.data and name not in fresh:
                     continue

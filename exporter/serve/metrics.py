@@ -16,7 +16,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from exporter.pipeline.buckets import LabelValues
 from exporter.pipeline.snapshot import TargetSnapshot
 from exporter.upstream.errors import ERROR_REASONS
-from exporter.vocabulary import DIMENSIONS_BY_NAME
+from exporter.vocabulary import (
+    CONVERSATION_ANALYTICS,
+    DIMENSIONS_BY_NAME,
+    MESSAGE_ANALYTICS,
+    PRICING_ANALYTICS,
+    SOURCES,
+    Layout,
+)
 
 TARGET_LABELS = ("waba_id", "waba_name")
 CACHED = (
@@ -37,10 +44,43 @@ class MetricSpec:
     samples: Samples
     data: bool = False
     """Proxied data: dropped once the target's last success is older than poll.stale_after."""
+    source: str | None = CONVERSATION_ANALYTICS
+    """The source whose data this is: the family is served only while that source is enabled,
+    and a per-series family is labelled by the source's enabled dimensions. None: about the
+    target's polls, served whatever the sources."""
 
 
 def _one(value: float | None) -> list[tuple[LabelValues, float]]:
     return [] if value is None else [((), float(value))]
+
+
+def _gauge(source: str, key: str) -> Samples:
+    """The reported bucket of value `key` of `source` (empty before a poll succeeded, or, for a
+    value such as `cost`, when the answers did not carry it)."""
+
+    def samples(s: TargetSnapshot) -> Iterable[tuple[LabelValues, float]]:
+        result = s.sources.get(source)
+        return result.gauges.get(key, {}).items() if result is not None else ()
+
+    return samples
+
+
+def _total(source: str, key: str) -> Samples:
+    """The observed counter of value `key` of `source`."""
+
+    def samples(s: TargetSnapshot) -> Iterable[tuple[LabelValues, float]]:
+        result = s.sources.get(source)
+        return result.totals.get(key, {}).items() if result is not None else ()
+
+    return samples
+
+
+def _bucket(source: str) -> Samples:
+    def samples(s: TargetSnapshot) -> Iterable[tuple[LabelValues, float]]:
+        result = s.sources.get(source)
+        return _one(result.bucket_start if result is not None else None)
+
+    return samples
 
 
 METRICS: tuple[MetricSpec, ...] = (
@@ -72,11 +112,103 @@ METRICS: tuple[MetricSpec, ...] = (
         data=True,
     ),
     MetricSpec(
+        "whatsapp_pricing_volume",
+        GaugeMetricFamily,
+        "Messages that pricing_analytics counts (volume) in the latest complete half-hour "
+        "bucket (the newest that ended at least poll.delay ago; 0 for label sets seen in the "
+        "lookback window but not in it)." + CACHED,
+        True,
+        _gauge(PRICING_ANALYTICS, "volume"),
+        data=True,
+        source=PRICING_ANALYTICS,
+    ),
+    MetricSpec(
+        "whatsapp_pricing_volume_observed",
+        CounterMetricFamily,
+        "Messages (pricing_analytics volume) of every complete half-hour bucket seen since the "
+        "exporter started; upward revisions add their difference." + CACHED,
+        True,
+        _total(PRICING_ANALYTICS, "volume"),
+        data=True,
+        source=PRICING_ANALYTICS,
+    ),
+    MetricSpec(
+        "whatsapp_pricing_cost",
+        GaugeMetricFamily,
+        "Cost of the messages of whatsapp_pricing_volume's bucket, in the account's currency "
+        "as pricing_analytics reports it; only for accounts whose answers carry cost (not "
+        "partner-billed ones)." + CACHED,
+        True,
+        _gauge(PRICING_ANALYTICS, "cost"),
+        data=True,
+        source=PRICING_ANALYTICS,
+    ),
+    MetricSpec(
+        "whatsapp_pricing_bucket_start_timestamp_seconds",
+        GaugeMetricFamily,
+        "Start (unix seconds) of the half-hour bucket that the whatsapp_pricing gauges report."
+        + CACHED,
+        False,
+        _bucket(PRICING_ANALYTICS),
+        data=True,
+        source=PRICING_ANALYTICS,
+    ),
+    MetricSpec(
+        "whatsapp_messages_sent",
+        GaugeMetricFamily,
+        "Messages sent (message analytics) in the latest complete half-hour bucket." + CACHED,
+        False,
+        _gauge(MESSAGE_ANALYTICS, "sent"),
+        data=True,
+        source=MESSAGE_ANALYTICS,
+    ),
+    MetricSpec(
+        "whatsapp_messages_delivered",
+        GaugeMetricFamily,
+        "Messages delivered (message analytics) in the latest complete half-hour bucket."
+        + CACHED,
+        False,
+        _gauge(MESSAGE_ANALYTICS, "delivered"),
+        data=True,
+        source=MESSAGE_ANALYTICS,
+    ),
+    MetricSpec(
+        "whatsapp_messages_sent_observed",
+        CounterMetricFamily,
+        "Messages sent (message analytics) in every complete half-hour bucket seen since the "
+        "exporter started; upward revisions add their difference." + CACHED,
+        False,
+        _total(MESSAGE_ANALYTICS, "sent"),
+        data=True,
+        source=MESSAGE_ANALYTICS,
+    ),
+    MetricSpec(
+        "whatsapp_messages_delivered_observed",
+        CounterMetricFamily,
+        "Messages delivered (message analytics) in every complete half-hour bucket seen since "
+        "the exporter started; upward revisions add their difference." + CACHED,
+        False,
+        _total(MESSAGE_ANALYTICS, "delivered"),
+        data=True,
+        source=MESSAGE_ANALYTICS,
+    ),
+    MetricSpec(
+        "whatsapp_messages_bucket_start_timestamp_seconds",
+        GaugeMetricFamily,
+        "Start (unix seconds) of the half-hour bucket that the whatsapp_messages gauges report."
+        + CACHED,
+        False,
+        _bucket(MESSAGE_ANALYTICS),
+        data=True,
+        source=MESSAGE_ANALYTICS,
+    ),
+    MetricSpec(
         "whatsapp_exporter_poll_success",
         GaugeMetricFamily,
         "1 if the target's last poll succeeded, else 0.",
         False,
         lambda s: _one(1.0 if s.poll_success else 0.0),
+        source=None,
     ),
     MetricSpec(
         "whatsapp_exporter_last_success_timestamp_seconds",
@@ -84,6 +216,7 @@ METRICS: tuple[MetricSpec, ...] = (
         "When the target's last successful poll finished (unix seconds).",
         False,
         lambda s: _one(s.last_success),
+        source=None,
     ),
     MetricSpec(
         "whatsapp_exporter_poll_duration_seconds",
@@ -91,6 +224,7 @@ METRICS: tuple[MetricSpec, ...] = (
         "How long the target's last poll took, retries included.",
         False,
         lambda s: _one(s.poll_duration),
+        source=None,
     ),
 )
 
@@ -102,8 +236,30 @@ def series_labels(dimensions: Sequence[str]) -> tuple[str, ...]:
 
 
 def labels_of(spec: MetricSpec, dimensions: Sequence[str]) -> tuple[str, ...]:
-    """The label names of `spec` when `dimensions` (API names) are enabled."""
+    """The label names of a conversation_analytics `spec` when `dimensions` (API names) are
+    enabled."""
     return series_labels(dimensions) if spec.per_series else TARGET_LABELS
+
+
+def is_served(spec: MetricSpec, layout: Layout) -> bool:
+    """Whether `spec` is on /metrics under `layout` (its source is enabled)."""
+    return spec.source is None or layout.enabled(spec.source)
+
+
+def family_labels(spec: MetricSpec, layout: Layout) -> tuple[str, ...]:
+    """The label names of `spec` under `layout`: the target's, then its source's dimensions."""
+    if not spec.per_series or spec.source is None:
+        return TARGET_LABELS
+    return TARGET_LABELS + layout.labels(spec.source)
+
+
+def layout_labels(layout: Layout) -> tuple[str, ...]:
+    """Every label name a data family uses under `layout`, each once."""
+    names = dict.fromkeys(TARGET_LABELS)
+    for source in SOURCES:
+        if layout.enabled(source.name):
+            names.update(dict.fromkeys(layout.labels(source.name)))
+    return tuple(names)
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,8 +53,8 @@ from exporter.serve.metrics import (
     RENDERS,
     TARGET_LABELS,
     MetricSpec,
+    is_served,
 )
-from exporter.vocabulary import DIMENSIONS_BY_NAME
 
 log = logging.getLogger(__name__)
 
@@ -163,11 +163,11 @@ def target_labels(snapshot: TargetSnapshot) -> tuple[tuple[str, str], ...]:
 
 def render_target(spec: MetricSpec, snapshot: TargetSnapshot) -> bytes:
     """Every sample of one family for one target."""
-    dimensions = snapshot.dimensions if spec.per_series else ()
+    per_series = spec.per_series and spec.source is not None
     template = LineTemplate.build(
         sample_name(spec),
         target_labels(snapshot),
-        [DIMENSIONS_BY_NAME[name].label for name in dimensions],
+        snapshot.series_layout.labels(spec.source) if per_series and spec.source else (),
     )
     return render_lines(template, spec.samples(snapshot)).encode()
 
@@ -181,14 +181,18 @@ class _TargetFragments:
     waba_id: str
     dimensions: tuple[str, ...]
     families: Mapping[str, Fragment]
+    sources: object = None
+    layout: object = None
 
     def fits(self, snapshot: TargetSnapshot) -> bool:
         # Identity, not equality: a poll builds new mappings, a failed poll keeps the old ones.
         return (
             self.conversations is snapshot.conversations
             and self.observed is snapshot.observed
+            and self.sources is snapshot.sources
             and self.waba_id == snapshot.waba_id
             and self.dimensions == snapshot.dimensions
+            and self.layout == snapshot.layout
         )
 
 
@@ -241,10 +245,11 @@ class ExpositionCache(Collector):
         cached = self._targets.get(snapshot.target_name)
         if cached is not None and cached.fits(snapshot):
             return cached
+        layout = snapshot.series_layout
         families = {
             spec.name: fragment(render_target(spec, snapshot))
             for spec in METRICS
-            if spec.per_series
+            if spec.per_series and is_served(spec, layout)
         }
         return _TargetFragments(
             snapshot.conversations,
@@ -252,11 +257,14 @@ class ExpositionCache(Collector):
             snapshot.waba_id,
             snapshot.dimensions,
             families,
+            snapshot.sources,
+            snapshot.layout,
         )
 
     def _render(self) -> Rendered:
         started = time.perf_counter()
         view = self._store.current()
+        served = [spec for spec in METRICS if is_served(spec, view.series_layout)]
         now, stale_after = self._clock(), self.stale_after
         fresh = fresh_targets(view, now, stale_after)
         fresh_set = set(fresh)
@@ -272,14 +280,14 @@ class ExpositionCache(Collector):
                     if not spec.data or name in fresh_set
                 )
             )
-            for spec in METRICS
+            for spec in served
             if not spec.per_series
         }
         polled = self._polled.render()
         bodies: dict[Format, Fragment] = {}
         for fmt in FORMATS:
             pieces: list[Fragment] = []
-            for spec in METRICS:
+            for spec in served:
                 pieces.append(self._headers[spec.name, fmt])
                 if not spec.per_series:
                     pieces.append(small[spec.name])

@@ -23,9 +23,10 @@ from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from exporter.simulator.fields import FieldsError, parse_fields
+from exporter.simulator.fields import FieldsError, parse_request
+from exporter.simulator.pricing import field_answers
 from exporter.simulator.traffic import DEMO_ACCOUNTS, Campaign, Point, SimAccount, answer_points
-from exporter.upstream.query import AnalyticsQuery, align_down
+from exporter.upstream.query import FIELD, AnalyticsQuery, FieldQuery, align_down
 from exporter.vocabulary import HISTORY_SECONDS
 
 logger = logging.getLogger("exporter.simulator")
@@ -168,8 +169,10 @@ class RecordedRequest:
     string; `query` is the parsed `fields=` blob, None when it was missing or invalid; `status`
     is 0 when the connection was closed without an answer. `answered` is the clock reading when
     the answer was ready to send (after any `slow` fault and the `latency`); `fault` is the kind
-    of the armed fault this request took (`Fault.kind`), None for an untouched answer. Both are
-    left out of comparisons, so a test can compare requests without knowing them.
+    of the armed fault this request took (`Fault.kind`), None for an untouched answer. `fields`
+    holds every field the request asked for, by field name (`query` is its
+    conversation_analytics part). These three are left out of comparisons, so a test can compare
+    requests without knowing them.
     """
 
     time: float
@@ -179,6 +182,7 @@ class RecordedRequest:
     status: int
     answered: float | None = field(default=None, compare=False)
     fault: FaultKind | None = field(default=None, compare=False)
+    fields: dict[str, AnalyticsQuery | FieldQuery] = field(default_factory=dict, compare=False)
 
 
 @dataclass(slots=True)
@@ -277,7 +281,7 @@ class Simulator:
         self.campaigns: tuple[Campaign, ...] = tuple(campaigns)
         self.latency = latency
         self.answer_cache = answer_cache
-        self._cache: dict[tuple[str, AnalyticsQuery], bytes] = {}
+        self._cache: dict[tuple[str, tuple[AnalyticsQuery | FieldQuery, ...]], bytes] = {}
         self._cache_hits = 0
         self._cache_misses = 0
         self._address = (host, port)
@@ -415,9 +419,10 @@ class Simulator:
         """Answer one GET and record it; None means: close without answering."""
         now = self._clock()
         url = urlsplit(raw_path)
-        query, fields_error = _parse_query_string(url.query)
+        fields, fields_error = _parse_query_string(url.query)
+        query = fields.get(FIELD) if fields else None
         taken: list[Fault] = []
-        account, response = self._answer(now, url.path, authorization, query, fields_error, taken)
+        account, response = self._answer(now, url.path, authorization, fields, fields_error, taken)
         if self.latency > 0 and self._stopping.wait(self.latency):
             response = None  # stopped while holding the answer back: none is sent
         with self._lock:
@@ -426,10 +431,11 @@ class Simulator:
                     time=now,
                     path=url.path,
                     account_waba_id=account.waba_id if account else None,
-                    query=query,
+                    query=query if isinstance(query, AnalyticsQuery) else None,
                     status=response.status if response else 0,
                     answered=self._clock(),
                     fault=taken[0].kind if taken else None,
+                    fields=fields or {},
                 )
             )
         return response
@@ -439,7 +445,7 @@ class Simulator:
         now: float,
         path: str,
         authorization: str | None,
-        query: AnalyticsQuery | None,
+        fields: dict[str, AnalyticsQuery | FieldQuery] | None,
         fields_error: str | None,
         taken: list[Fault],
     ) -> tuple[SimAccount | None, _Response | None]:
@@ -475,35 +481,41 @@ class Simulator:
         if fault is not None and kind == "graph_error":
             return account, _json(fault.http_status, graph_body(fault.code, subcode=fault.subcode))
 
-        if query is None:
+        if fields is None:
             return account, _json(400, graph_body(100, f"(#100) {fields_error}"))
-        rejection = _check_window(query, now)
-        if rejection is not None:
-            return account, _json(400, graph_body(100, f"(#100) {rejection}"))
+        for field_query in fields.values():
+            rejection = _check_window(field_query, now)
+            if rejection is not None:
+                return account, _json(400, graph_body(100, f"(#100) {rejection}"))
+        query = fields.get(FIELD)
+        others = {n: q for n, q in fields.items() if isinstance(q, FieldQuery)}
 
         usage = {"X-Business-Use-Case-Usage": self._usage(account, now)}
         cache_key = None
         if self.answer_cache and kind is None:
-            cache_key = (account.waba_id, dataclasses.replace(query, end=align_down(query.end)))
+            aligned = tuple(dataclasses.replace(q, end=align_down(q.end)) for q in fields.values())
+            cache_key = (account.waba_id, aligned)
             with self._lock:
                 cached = self._cache.get(cache_key)
                 if cached is not None:
                     self._cache_hits += 1
                     return account, _Response(200, cached, usage)
                 self._cache_misses += 1
-        points = answer_points(
-            account,
-            query,
-            now,
-            late_seconds=self.late_seconds,
-            late_fraction=self.late_fraction,
-            campaigns=self.campaigns,
-        )
+        knobs: dict[str, Any] = {
+            "late_seconds": self.late_seconds,
+            "late_fraction": self.late_fraction,
+            "campaigns": self.campaigns,
+        }
+        points: list[Point] = []
+        if isinstance(query, AnalyticsQuery):
+            points = answer_points(account, query, now, **knobs)
         answer: dict[str, Any] = {}
         if points and kind == "flat":
             answer["conversation_analytics"] = {"data_points": points}
         elif points and kind != "missing_key":
             answer["conversation_analytics"] = {"data": [{"data_points": points}]}
+        if kind != "missing_key":
+            answer.update(field_answers(account, others, now, **knobs))
         answer["id"] = account.waba_id
         body = json.dumps(answer).encode()
         if kind == "malformed_json":
@@ -540,20 +552,22 @@ class Simulator:
         return json.dumps(usage)
 
 
-def _parse_query_string(query_string: str) -> tuple[AnalyticsQuery | None, str | None]:
-    """(query, None) for a valid `fields=` blob, else (None, why not)."""
+def _parse_query_string(
+    query_string: str,
+) -> tuple[dict[str, AnalyticsQuery | FieldQuery] | None, str | None]:
+    """(fields by name, None) for a valid `fields=` blob, else (None, why not)."""
     values = parse_qs(query_string, keep_blank_values=True).get("fields", [])
     if not values:
         return None, "The parameter fields is required"
     if len(values) > 1:
         return None, "The parameter fields must be given once"
     try:
-        return parse_fields(values[0]), None
+        return parse_request(values[0]), None
     except FieldsError as error:
         return None, f"Syntax error in fields: {error}"
 
 
-def _check_window(query: AnalyticsQuery, now: float) -> str | None:
+def _check_window(query: AnalyticsQuery | FieldQuery, now: float) -> str | None:
     """Why the upstream refuses the query's time window at `now`, or None."""
     if query.end > now + FUTURE_TOLERANCE_SECONDS:
         return f"end ({query.end}) must not be in the future"

@@ -1,4 +1,4 @@
-"""The Splashify HTTP client: one `conversation_analytics` request, retried within bounds.
+"""The Splashify HTTP client: one analytics request (every enabled field), retried within bounds.
 
 This is where a request is sent, where its answer is classified into a typed error, and where
 it is retried. The retry policy itself (`retry_delay`) is a pure function.
@@ -33,7 +33,14 @@ from exporter.upstream.errors import (
     UpstreamError,
     classify,
 )
-from exporter.upstream.query import AnalyticsQuery, build_fields, customer_path, waba_path
+from exporter.upstream.query import (
+    AnalyticsQuery,
+    FieldQuery,
+    Request,
+    build_fields,
+    customer_path,
+    waba_path,
+)
 from exporter.upstream.ratelimit import RequestLimiter
 
 ResponseHook = Callable[[str, str], None]
@@ -162,7 +169,9 @@ class SplashifyClient:
             path = customer_path(str(target.customer_id))
         return self._config.base_url + path
 
-    def fetch(self, target: Target, query: AnalyticsQuery, deadline: float) -> object:
+    def fetch(
+        self, target: Target, query: AnalyticsQuery | FieldQuery | Request, deadline: float
+    ) -> object:
         """The decoded JSON answer, or a typed `UpstreamError` once retries are spent.
 
         `deadline` (monotonic seconds) bounds the retries: a retry is only attempted when its

@@ -1,4 +1,5 @@
-"""Turn a decoded `conversation_analytics` answer into data points.
+"""Turn a decoded answer into data points: `conversation_analytics`, and beside it every other
+source (`pricing_analytics`, `analytics`) by the same code.
 
 Lives with what the real upstream does (docs/upstream.md): points in any order, the key
 `conversation_analytics` absent when there is no data, flat `data_points` without the `data[]`
@@ -11,11 +12,19 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import itemgetter
+from typing import NamedTuple
 
 from exporter.upstream.errors import BadResponse
-from exporter.vocabulary import DIMENSIONS_BY_NAME, HALF_HOUR_SECONDS, DataPoint
+from exporter.vocabulary import (
+    CONVERSATION_ANALYTICS,
+    HALF_HOUR_SECONDS,
+    SOURCES_BY_NAME,
+    DataPoint,
+    Layout,
+    Source,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,63 +95,121 @@ def label_reader(keys: Sequence[str]) -> Callable[[Mapping[str, object]], tuple[
     return read
 
 
-def _raw_points(analytics: object) -> Sequence[object]:
+def _raw_points(analytics: object, field: str = "conversation_analytics") -> Sequence[object]:
     if not isinstance(analytics, Mapping):
-        raise BadResponse("conversation_analytics: expected an object")
+        raise BadResponse(f"{field}: expected an object")
     if "data" in analytics:
         data = analytics["data"]
         if not isinstance(data, list):
-            raise BadResponse("conversation_analytics.data: expected a list")
+            raise BadResponse(f"{field}.data: expected a list")
         points: list[object] = []
         for index, entry in enumerate(data):
             if not isinstance(entry, Mapping):
-                raise BadResponse(f"conversation_analytics.data[{index}]: expected an object")
+                raise BadResponse(f"{field}.data[{index}]: expected an object")
             chunk = entry.get("data_points", [])
             if not isinstance(chunk, list):
-                raise BadResponse(f"conversation_analytics.data[{index}].data_points: not a list")
+                raise BadResponse(f"{field}.data[{index}].data_points: not a list")
             points.extend(chunk)
         return points
     flat = analytics.get("data_points", [])
     if not isinstance(flat, list):
-        raise BadResponse("conversation_analytics.data_points: expected a list")
+        raise BadResponse(f"{field}.data_points: expected a list")
     return flat
 
 
-def parse_answer(body: object, dimensions: Sequence[str]) -> Answer:
-    """Parse a decoded 200 answer; `dimensions` are the configured API names, in label order."""
-    if not isinstance(body, Mapping):
-        raise BadResponse("answer: expected a JSON object")
-    raw_id = body.get("id")
-    waba_id = None if raw_id is None or isinstance(raw_id, bool) else str(raw_id)
-    analytics = body.get("conversation_analytics")
-    if analytics is None:
-        # The upstream leaves the key out when there is no data: an empty answer, not an error.
-        return Answer(waba_id, ())
-    point_keys = [DIMENSIONS_BY_NAME[name].point_key for name in dimensions]
+class AmountPoint(NamedTuple):
+    """One bucket of one label set of a value that is shown but never counted (`cost`)."""
+
+    start: int
+    labels: tuple[str, ...]
+    amount: float
+
+
+@dataclass(frozen=True, slots=True)
+class SourcePoints:
+    """One source's part of an answer, as DataPoints per value key."""
+
+    counts: Mapping[str, tuple[DataPoint, ...]]
+    """Per key of `Source.counts` (`conversation`, `volume`, `sent`, ...): one point per bucket
+    and label set, in answer order."""
+    amounts: Mapping[str, tuple[AmountPoint, ...]] = field(default_factory=dict)
+    """Per key of `Source.amounts` that the answer carried on at least one point; a key no
+    point carried is absent (partner-billed accounts get no `cost`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourcesAnswer:
+    waba_id: str | None
+    """The `id` the upstream answered with (for a customer target, its WABA id)."""
+    sources: Mapping[str, SourcePoints]
+    """Per enabled source (by name); a field the answer left out has no points."""
+
+
+def _amount(value: object, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise BadResponse(f"{where}: expected a number, got {value!r:.40}")
+    try:
+        amount = float(value)
+    except ValueError:
+        raise BadResponse(f"{where}: expected a number, got {value!r:.40}") from None
+    if not 0 <= amount <= MAX_COUNT:  # NaN fails both
+        raise BadResponse(f"{where}: implausible amount {value!r:.40}")
+    return amount
+
+
+def parse_field(
+    analytics: object, source: Source, dimensions: Sequence[str], prefix: str = ""
+) -> SourcePoints:
+    """The points of one field of an answer (`analytics` is the value under its key).
+
+    `dimensions` are the enabled API names of `source`, in label order. The same checks for
+    every source: each point is one half hour on a :00 or :30 boundary, each counted value a
+    whole number from 0 to MAX_COUNT (`prefix` goes before the place in error messages).
+    """
+    keys = source.counts
+    point_keys = [source.dimension(name).point_key for name in dimensions]
     read_labels = label_reader(point_keys)
     # Raw dimension values -> the label tuple, built once per label set: a label set recurs in
     # every bucket of the window, and every recurrence then shares one tuple.
     label_sets: dict[tuple[object, ...], tuple[str, ...]] = {}
-    points = []
-    for index, raw in enumerate(_raw_points(analytics)):
+    counts: list[list[DataPoint]] = [[] for _ in keys]
+    first = counts[0]
+    amounts: dict[str, list[AmountPoint]] = {}
+    # One value key (every source but message analytics) takes the fast path: one lookup.
+    first_key = keys[0]
+    single = len(keys) == 1
+    for index, raw in enumerate(_raw_points(analytics, source.field)):
         if type(raw) is not dict and not isinstance(raw, Mapping):  # ABC checks are slow
-            raise BadResponse(f"data_points[{index}]: expected an object")
+            raise BadResponse(f"{prefix}data_points[{index}]: expected an object")
         try:
-            start, end, count = raw["start"], raw["end"], raw["conversation"]
+            start, end, count = raw["start"], raw["end"], raw[first_key]
+            values = None if single else [count, *(raw[key] for key in keys[1:])]
         except KeyError as missing:
-            raise BadResponse(f"data_points[{index}]: missing {missing}") from None
+            raise BadResponse(f"{prefix}data_points[{index}]: missing {missing}") from None
         # Plain ints are the norm; anything else goes through the checks.
-        if type(count) is not int:
-            count = _integer(count, f"data_points[{index}].conversation")
-        if not 0 <= count <= MAX_COUNT:
-            raise BadResponse(f"data_points[{index}].conversation: implausible count {count}")
+        if values is None:
+            if type(count) is not int:
+                count = _integer(count, f"{prefix}data_points[{index}].{first_key}")
+            if not 0 <= count <= MAX_COUNT:
+                message = f"{first_key}: implausible count {count}"
+                raise BadResponse(f"{prefix}data_points[{index}].{message}")
+        else:
+            for position, key in enumerate(keys):
+                value = values[position]
+                if type(value) is not int:
+                    where = f"{prefix}data_points[{index}].{key}"
+                    value = values[position] = _integer(value, where)
+                if not 0 <= value <= MAX_COUNT:
+                    message = f"{key}: implausible count {value}"
+                    raise BadResponse(f"{prefix}data_points[{index}].{message}")
         if type(start) is not int:
-            start = _integer(start, f"data_points[{index}].start")
+            start = _integer(start, f"{prefix}data_points[{index}].start")
         if type(end) is not int:
-            end = _integer(end, f"data_points[{index}].end")
+            end = _integer(end, f"{prefix}data_points[{index}].end")
         if start % HALF_HOUR_SECONDS or end - start != HALF_HOUR_SECONDS:
             # Not the half hour we asked for: counting it would put it in a bucket of its own.
-            raise BadResponse(f"data_points[{index}]: {start}..{end} is not a half-hour bucket")
+            message = f"{start}..{end} is not a half-hour bucket"
+            raise BadResponse(f"{prefix}data_points[{index}]: {message}")
         raw_labels = read_labels(raw)
         try:
             labels = label_sets.get(raw_labels)
@@ -154,5 +221,58 @@ def parse_answer(body: object, dimensions: Sequence[str]) -> Answer:
             # so a key holding anything else never finds an entry.
             if _all_text(raw_labels):
                 label_sets[raw_labels] = labels
-        points.append(_new_point(DataPoint, (start, end, count, labels)))
-    return Answer(waba_id, tuple(points))
+        if values is None:
+            first.append(_new_point(DataPoint, (start, end, count, labels)))
+        else:
+            for position, value in enumerate(values):
+                counts[position].append(_new_point(DataPoint, (start, end, value, labels)))
+        for key in source.amounts:
+            amount = raw.get(key)
+            if amount is not None:
+                where = f"{prefix}data_points[{index}].{key}"
+                amounts.setdefault(key, []).append(
+                    AmountPoint(start, labels, _amount(amount, where))
+                )
+    return SourcePoints(
+        counts={key: tuple(points) for key, points in zip(keys, counts, strict=True)},
+        amounts={key: tuple(points) for key, points in amounts.items()},
+    )
+
+
+def _answer_id(body: Mapping[str, object]) -> str | None:
+    raw_id = body.get("id")
+    return None if raw_id is None or isinstance(raw_id, bool) else str(raw_id)
+
+
+def parse_answer(body: object, dimensions: Sequence[str]) -> Answer:
+    """Parse a decoded 200 answer; `dimensions` are the configured API names, in label order."""
+    if not isinstance(body, Mapping):
+        raise BadResponse("answer: expected a JSON object")
+    waba_id = _answer_id(body)
+    analytics = body.get("conversation_analytics")
+    if analytics is None:
+        # The upstream leaves the key out when there is no data: an empty answer, not an error.
+        return Answer(waba_id, ())
+    points = parse_field(analytics, SOURCES_BY_NAME[CONVERSATION_ANALYTICS], dimensions)
+    return Answer(waba_id, points.counts["conversation"])
+
+
+def parse_sources(body: object, layout: Layout) -> SourcesAnswer:
+    """Parse a decoded 200 answer to a request for every source of `layout`.
+
+    A field the answer leaves out means no data for that source, as for conversations; keys of
+    fields that were not asked for are ignored.
+    """
+    if not isinstance(body, Mapping):
+        raise BadResponse("answer: expected a JSON object")
+    parsed: dict[str, SourcePoints] = {}
+    for name, dimensions in layout.sources:
+        source = SOURCES_BY_NAME[name]
+        analytics = body.get(source.field)
+        if analytics is None:
+            parsed[name] = SourcePoints({key: () for key in source.counts})
+            continue
+        # conversation_analytics keeps the error messages it always had.
+        prefix = "" if name == CONVERSATION_ANALYTICS else f"{source.field}."
+        parsed[name] = parse_field(analytics, source, dimensions, prefix)
+    return SourcesAnswer(_answer_id(body), parsed)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from exporter.vocabulary import HALF_HOUR_SECONDS, HISTORY_SECONDS, METRIC_TYPES
+from exporter.vocabulary import HALF_HOUR_SECONDS, HISTORY_SECONDS, METRIC_TYPES, Source
 
 FIELD = "conversation_analytics"
 
@@ -58,10 +58,107 @@ def _string_list(values: tuple[str, ...]) -> str:
     return "[" + ",".join(f'"{v}"' for v in values) + "]"
 
 
-def build_fields(query: AnalyticsQuery) -> str:
-    """The `fields=` value, unencoded.
+Modifiers = tuple[tuple[str, tuple[str, ...]], ...]
 
-    >>> build_fields(AnalyticsQuery(start=0, end=1800, dimensions=("COUNTRY",)))
+
+@dataclass(frozen=True, slots=True)
+class FieldQuery:
+    """One field of a request beside `conversation_analytics` (`pricing_analytics`,
+    `analytics`): its window and granularity, and its modifiers as (name, values) in the order
+    they are written. A modifier with no values is left out of the blob."""
+
+    field: str
+    start: int
+    end: int
+    granularity: str = "HALF_HOUR"
+    modifiers: Modifiers = ()
+
+    def values(self, name: str) -> tuple[str, ...]:
+        """The values of modifier `name` (empty when it is not there)."""
+        for modifier, values in self.modifiers:
+            if modifier == name:
+                return values
+        return ()
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """Every field one request asks for, in the order the blob lists them
+    (`fields=a...,b...`): one request per target and poll, whatever the sources."""
+
+    fields: tuple[AnalyticsQuery | FieldQuery, ...]
+
+    def field(self, name: str) -> AnalyticsQuery | FieldQuery | None:
+        for query in self.fields:
+            if field_name(query) == name:
+                return query
+        return None
+
+
+QUOTED_MODIFIERS = frozenset({"phone_numbers", "dimensions", "country_codes"})
+"""Modifiers whose items are strings, written quoted (`["IN","BR"]`); the others are enums or
+numbers, written bare (`[VOLUME,COST]`, `[0,2]`)."""
+
+
+def field_name(query: AnalyticsQuery | FieldQuery) -> str:
+    return query.field if isinstance(query, FieldQuery) else FIELD
+
+
+def source_query(
+    source: Source,
+    start: int,
+    end: int,
+    *,
+    phone_numbers: tuple[str, ...] = (),
+    filters: Modifiers = (),
+    dimensions: tuple[str, ...] = (),
+) -> FieldQuery:
+    """The query of `source` (not conversation_analytics, which has AnalyticsQuery): the
+    phone numbers, the source's metric types, its filters in the source's order, then the
+    dimensions, as the API pages write them."""
+    given = dict(filters)
+    modifiers: Modifiers = (
+        ("phone_numbers", phone_numbers),
+        ("metric_types", source.metric_types),
+        *((name, given.get(name, ())) for name in source.filters),
+        ("dimensions", dimensions),
+    )
+    return FieldQuery(
+        field=source.field,
+        start=start,
+        end=end,
+        granularity=source.granularity,
+        modifiers=tuple((name, values) for name, values in modifiers if values),
+    )
+
+
+def _field_blob(query: FieldQuery) -> str:
+    parts = [
+        query.field,
+        f"start({query.start})",
+        f"end({query.end})",
+        f"granularity({query.granularity})",
+    ]
+    for name, values in query.modifiers:
+        if values:
+            render = _string_list if name in QUOTED_MODIFIERS else _enum_list
+            parts.append(f"{name}({render(values)})")
+    return ".".join(parts)
+
+
+def build_fields(query: AnalyticsQuery | FieldQuery | Request) -> str:
+    """The `fields=` value, unencoded: one field's blob, or a request's joined by commas."""
+    if isinstance(query, Request):
+        return ",".join(build_fields(part) for part in query.fields)
+    if isinstance(query, FieldQuery):
+        return _field_blob(query)
+    return _conversation_blob(query)
+
+
+def _conversation_blob(query: AnalyticsQuery) -> str:
+    """The `fields=` value of a `conversation_analytics` query, unencoded.
+
+    >>> _conversation_blob(AnalyticsQuery(start=0, end=1800, dimensions=("COUNTRY",)))
     'conversation_analytics.start(0).end(1800).granularity(HALF_HOUR).metric_types([CONVERSATION]).dimensions(["COUNTRY"])'
 
     Enum lists are bare (`[A,B]`); phone numbers and dimensions are quoted strings, as in the
