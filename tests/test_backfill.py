@@ -17,14 +17,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 
 from exporter.app import Exporter
 from exporter.backfill import command as backfill
 from exporter.config import Config, PollConfig, Secret, SplashifyConfig, Target
+from exporter.config.model import DEFAULT_SOURCES
 from exporter.pipeline.sharding import shard_of
+from exporter.serve.metrics import DATA_METRICS
 from exporter.simulator import Simulator
-from exporter.vocabulary import HALF_HOUR_SECONDS
+from exporter.vocabulary import HALF_HOUR_SECONDS, SOURCES
 from tests.conftest import (
     CUSTOMER_ACCOUNTS,
     TEST_API_KEY,
@@ -36,10 +39,9 @@ from tests.conftest import (
 )
 
 DATA_FAMILIES = {
-    "whatsapp_conversations",
-    "whatsapp_conversations_bucket_start_timestamp_seconds",
-    "whatsapp_conversations_observed_total",
+    spec.name + ("_total" if spec.family is CounterMetricFamily else "") for spec in DATA_METRICS
 }
+ALL_SOURCES = tuple(source.name for source in SOURCES)
 HOUR = 3600
 # An afternoon in India, a bucket boundary: every demo account is busy somewhere.
 START = int(datetime(2026, 6, 10, 8, 0, tzinfo=timezone.utc).timestamp())
@@ -65,9 +67,10 @@ def sim(clock: Clock) -> Iterator[Simulator]:
         yield simulator
 
 
-def make_config(sim: Simulator) -> Config:
+def make_config(sim: Simulator, sources: tuple[str, ...] = DEFAULT_SOURCES) -> Config:
     waba, customer = WABA_ACCOUNTS[0], CUSTOMER_ACCOUNTS[0]
     return Config(
+        sources=sources,
         splashify=SplashifyConfig(
             api_key=Secret(TEST_API_KEY), base_url=sim.url, requests_per_second=1000
         ),
@@ -102,10 +105,11 @@ def backfilled(text: str) -> dict[int, Samples]:
     return by_time
 
 
+@pytest.mark.parametrize("sources", [DEFAULT_SOURCES, ALL_SOURCES], ids=["default", "all"])
 def test_backfill_writes_what_the_live_exporter_served(
-    sim: Simulator, clock: Clock, tmp_path: Path
+    sim: Simulator, clock: Clock, tmp_path: Path, sources: tuple[str, ...]
 ) -> None:
-    config = make_config(sim)
+    config = make_config(sim, sources)
     live = Exporter(config, clock=clock)
     poll_times = range(START, START + HOURS * HOUR + 1, 120)
     scrapes: dict[int, Samples] = {}
@@ -139,7 +143,20 @@ def test_backfill_writes_what_the_live_exporter_served(
     buckets = {v for s in scrapes.values() for (n, _), v in s.items() if n.endswith("_seconds")}
     assert len(buckets) >= 2 * HOURS  # the bucket moved on every half hour
     an_hour_in = written[START + HOUR].items()
-    assert sum(v for (n, _), v in an_hour_in if n == "whatsapp_conversations") > 0
+    names = {n for (n, _), _ in an_hour_in}
+    busy = ["whatsapp_conversations"]
+    if sources == ALL_SOURCES:
+        busy += ["whatsapp_pricing_volume", "whatsapp_messages_sent", "whatsapp_pricing_cost"]
+        assert {
+            "whatsapp_pricing_volume_observed_total",
+            "whatsapp_pricing_cost",
+            "whatsapp_messages_delivered_observed_total",
+            "whatsapp_messages_bucket_start_timestamp_seconds",
+        } <= names
+    else:
+        assert not any(n.startswith(("whatsapp_pricing", "whatsapp_messages")) for n in names)
+    for name in busy:
+        assert sum(v for (n, _), v in an_hour_in if n == name) > 0, name
 
 
 def test_backfill_output_is_openmetrics_that_promtool_loads(

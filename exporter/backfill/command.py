@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from exporter.backfill.history import build_series, fetch_history
 from exporter.backfill.openmetrics import write_openmetrics
 from exporter.config import Config, parse_duration
-from exporter.serve.metrics import series_labels
+from exporter.serve.metrics import layout_labels
 from exporter.upstream.client import SplashifyClient
 from exporter.upstream.errors import UpstreamError
 from exporter.upstream.query import query_window
@@ -155,7 +155,7 @@ def plan(args: argparse.Namespace, config: Config, now: float) -> Plan:
             "--start: too old; the upstream keeps 365 days and a sample needs poll.lookback "
             f"before it, so the oldest is {_iso(math.ceil(oldest))}"
         )
-    reserved = series_labels(config.dimensions)
+    reserved = layout_labels(config.layout)
     labels = tuple(parse_label(text, reserved) for text in args.label)
     names = [name for name, _ in labels]
     if len(set(names)) != len(names):
@@ -190,11 +190,11 @@ def run(config: Config, the_plan: Plan, out_path: str) -> tuple[int, int]:
             raise FetchFailed(target.name, error) from error
         targets.append(build_series(history, config.poll, times))
     if out_path == "-":
-        return write_openmetrics(sys.stdout, targets, times, config.dimensions, the_plan.labels)
+        return write_openmetrics(sys.stdout, targets, times, config.layout, the_plan.labels)
     partial = out_path + ".partial"
     try:
         with open(partial, "w", encoding="utf-8") as out:
-            counts = write_openmetrics(out, targets, times, config.dimensions, the_plan.labels)
+            counts = write_openmetrics(out, targets, times, config.layout, the_plan.labels)
         os.replace(partial, out_path)
     except BaseException:  # a full disk, Ctrl-C: leave no half-written file behind
         with contextlib.suppress(OSError):
