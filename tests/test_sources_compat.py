@@ -8,6 +8,7 @@ and enabling the other sources must not change one of those lines.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from exporter.pipeline.poller import build_query
 from exporter.serve.render import OPENMETRICS, TEXT
 from exporter.simulator import DEMO_ACCOUNTS, Simulator
 from exporter.upstream.query import build_fields, query_window
+from exporter.vocabulary import SOURCES
 from tests.conftest import TEST_API_KEY
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -87,6 +89,24 @@ def test_the_default_config_serves_the_conversation_lines_of_before(fixed_simula
     check_golden("conversations.prom", rendered[TEXT])
     check_golden("conversations.openmetrics", rendered[OPENMETRICS])
     assert rendered["registry"] == rendered[TEXT]
+
+
+def test_other_sources_leave_the_conversation_lines_alone(fixed_simulator) -> None:
+    everything = dataclasses.replace(
+        default_config(fixed_simulator), sources=tuple(s.name for s in SOURCES)
+    )
+    rendered = render(everything)
+    check_golden("conversations.prom", rendered[TEXT])
+    check_golden("conversations.openmetrics", rendered[OPENMETRICS])
+
+
+def test_the_default_config_serves_no_other_family(fixed_simulator) -> None:
+    exporter = Exporter(default_config(fixed_simulator), clock=lambda: NOW)
+    assert exporter.poll_all_once()
+    pieces, _ = exporter.cache.body(TEXT, gzip=False)
+    body = b"".join(pieces).decode()
+    assert "whatsapp_pricing" not in body and "whatsapp_messages" not in body
+    assert set(fixed_simulator.requests[0].fields) == {"conversation_analytics"}
 
 
 def test_the_default_config_asks_what_it_asked_before(fixed_simulator) -> None:
