@@ -523,9 +523,190 @@ def health_dashboard() -> dash.Dashboard:
     )
 
 
+# -- WhatsApp messages and pricing --------------------------------------------------------------
+
+VOLUME = "whatsapp_pricing_volume"
+MESSAGES_PER_HALF_HOUR = "Messages per half hour"
+MESSAGE_LAG = (" Each point is the latest complete half hour at that time (pricing_analytics): "
+               "the graph runs about an hour behind the clock.")
+# Pricing queries honour the WABA, phone number and pricing category variables; the splits
+# that pick a category or a type themselves (billed and free, tiers, marketing) ignore the
+# category variable. Message analytics have no dimensions: the WABA variable alone.
+PSEL = 'waba_name=~"$waba", phone_number=~"$phone_number", pricing_category=~"$category"'
+PSEL_NO_CATEGORY = 'waba_name=~"$waba", phone_number=~"$phone_number"'
+WSEL = 'waba_name=~"$waba"'
+MARKETING_MESSAGES = 'pricing_category=~"MARKETING|MARKETING_LITE"'
+BILLED = 'pricing_type="REGULAR"'
+FREE = 'pricing_type!="REGULAR"'
+DELIVERY_ALERT_RATIO = 0.9  # WhatsAppDeliveryRateLow's threshold
+
+
+def volume_by(label: str, selector: str = PSEL) -> str:
+    return f"sum by ({label}) ({VOLUME}{{{selector}}})"
+
+
+def delivery_ratio(by_waba: bool) -> str:
+    group = "sum by (waba_name) " if by_waba else "sum"
+    return (f"{group}(whatsapp_messages_delivered{{{WSEL}}})\n"
+            f"  / ({group}(whatsapp_messages_sent{{{WSEL}}}) > 0)")
+
+
+def messages_now() -> list[AnyBuilder]:
+    return [
+        stat_panel(1, "Messages",
+                   "Messages that pricing_analytics counts in the latest complete half hour "
+                   "(billed and free), for the selected WABAs, phone numbers and categories.",
+                   f"sum({VOLUME}{{{PSEL}}})", "short", (0, 1, 6, 4)),
+        stat_panel(2, "Billed share",
+                   "Billed (pricing type REGULAR) messages as a share of all messages in the "
+                   "latest complete half hour; service and entry-point messages are free.",
+                   f"sum({VOLUME}{{{PSEL}, {BILLED}}})\n  / (sum({VOLUME}{{{PSEL}}}) > 0)",
+                   "percentunit", (6, 1, 6, 4), decimals=1),
+        stat_panel(3, "Cost, latest half hour",
+                   "Cost of the latest complete half hour as pricing_analytics reports it, in "
+                   "the account's currency (summed over the selected WABAs: mind mixed "
+                   "currencies). Accounts billed through a partner get no cost.",
+                   f"sum(whatsapp_pricing_cost{{{PSEL}}})", "short", (12, 1, 6, 4),
+                   decimals=2),
+        stat_panel(4, "Delivered",
+                   "Messages delivered as a share of messages sent in the latest complete half "
+                   "hour (message analytics). Red below 90%, where WhatsAppDeliveryRateLow "
+                   "fires on enough volume.",
+                   delivery_ratio(by_waba=False), "percentunit", (18, 1, 6, 4), decimals=1,
+                   steps=thresholds((None, "red"), (DELIVERY_ALERT_RATIO, "green"))),
+    ]
+
+
+def messages_volume() -> list[AnyBuilder]:
+    return [
+        timeseries_panel(5, "Billed and free messages per half hour",
+                         "Billed (REGULAR) and free (FREE_CUSTOMER_SERVICE, FREE_ENTRY_POINT) "
+                         "messages per half hour (ignores the category variable)."
+                         + MESSAGE_LAG,
+                         [query(f"sum({VOLUME}{{{PSEL_NO_CATEGORY}, {BILLED}}})", "billed"),
+                          query(f"sum({VOLUME}{{{PSEL_NO_CATEGORY}, {FREE}}})", "free", "B")],
+                         "short", (0, 6, 12, 9), stack=True),
+        timeseries_panel(6, f"{MESSAGES_PER_HALF_HOUR} by pricing category",
+                         "Messages per half hour by pricing category (MARKETING, UTILITY, "
+                         "AUTHENTICATION, SERVICE, REFERRAL_CONVERSION, ...)." + MESSAGE_LAG,
+                         [query(volume_by("pricing_category"), "{{pricing_category}}")],
+                         "short", (12, 6, 12, 9), stack=True),
+        timeseries_panel(7, f"{MESSAGES_PER_HALF_HOUR} by pricing type",
+                         "Messages per half hour by pricing type: REGULAR is billed, "
+                         "FREE_CUSTOMER_SERVICE and FREE_ENTRY_POINT are free." + MESSAGE_LAG,
+                         [query(volume_by("pricing_type"), "{{pricing_type}}")],
+                         "short", (0, 15, 12, 9), stack=True),
+        timeseries_panel(8, f"Billed {MESSAGES_PER_HALF_HOUR.lower()} by country",
+                         "Billed messages per half hour by the country of the user (prices "
+                         "differ by country)." + MESSAGE_LAG,
+                         [query(volume_by("country", f"{PSEL}, {BILLED}"), "{{country}}")],
+                         "short", (12, 15, 12, 9), stack=True),
+        timeseries_panel(9, f"{MESSAGES_PER_HALF_HOUR} by volume tier",
+                         "Utility and authentication messages per half hour by the volume tier "
+                         "they were billed in (ignores the category variable)." + MESSAGE_LAG,
+                         [query(volume_by("pricing_category, tier",
+                                          f'{PSEL_NO_CATEGORY}, tier!=""'),
+                                "{{pricing_category}} {{tier}}")],
+                         "short", (0, 24, 12, 9), stack=True),
+        timeseries_panel(10, f"{MESSAGES_PER_HALF_HOUR} per phone number",
+                         "Messages per half hour of each business phone number." + MESSAGE_LAG,
+                         [query(volume_by("waba_name, phone_number"),
+                                "{{waba_name}} {{phone_number}}")],
+                         "short", (12, 24, 12, 9)),
+    ]
+
+
+def messages_marketing_and_delivery() -> list[AnyBuilder]:
+    return [
+        timeseries_panel(11, "Marketing messages and the spike alert threshold",
+                         "Marketing messages (MARKETING and MARKETING_LITE) per half hour per "
+                         "WABA, and the line above which WhatsAppMarketingMessageSpike fires: 3 "
+                         "times the same half hour a week earlier, at least 100 (recording rules "
+                         "from prometheus/recording_rules.yml; no line without last week's data).",
+                         [query(f"waba:whatsapp_marketing_messages:sum{{{WSEL}}}",
+                                "{{waba_name}} marketing"),
+                          query(f"waba:whatsapp_marketing_messages:spike_threshold{{{WSEL}}}",
+                                "{{waba_name}} alert threshold", "B")],
+                         "short", (0, 34, 12, 9), dashed_ref="B", dashed_color="red"),
+        timeseries_panel(12, "Marketing messages, this week and last week",
+                         "Marketing messages per half hour (solid) and the same half hour a "
+                         "week earlier (dashed; offset 1w of the same gauge).",
+                         [query(f"sum by (waba_name) ({VOLUME}{{{PSEL_NO_CATEGORY}, "
+                                f"{MARKETING_MESSAGES}}})", "{{waba_name}} this week"),
+                          query(f"sum by (waba_name) ({VOLUME}{{{PSEL_NO_CATEGORY}, "
+                                f"{MARKETING_MESSAGES}}} offset 1w)", "{{waba_name}} last week",
+                                "B")],
+                         "short", (12, 34, 12, 9), dashed_ref="B"),
+        timeseries_panel(13, "Delivery ratio",
+                         "Delivered as a share of sent per half hour, per WABA (message "
+                         "analytics). The dashed line is WhatsAppDeliveryRateLow's 90%.",
+                         [query(delivery_ratio(by_waba=True), "{{waba_name}}")],
+                         "percentunit", (0, 43, 12, 9), maximum=1,
+                         threshold_line=DELIVERY_ALERT_RATIO),
+        timeseries_panel(14, "Sent and delivered per half hour",
+                         "Messages the business sent, and those delivered, per half hour per "
+                         "WABA (message analytics).",
+                         [query(f"sum by (waba_name) (whatsapp_messages_sent{{{WSEL}}})",
+                                "{{waba_name}} sent"),
+                          query(f"sum by (waba_name) (whatsapp_messages_delivered{{{WSEL}}})",
+                                "{{waba_name}} delivered", "B")],
+                         "short", (12, 43, 12, 9), dashed_ref="B"),
+        timeseries_panel(15, "Cost per half hour",
+                         "Cost per half hour per WABA, in each account's currency (only accounts "
+                         "billed directly; partner customers get no cost)." + MESSAGE_LAG,
+                         [query(f"sum by (waba_name) (whatsapp_pricing_cost{{{PSEL}}})",
+                                "{{waba_name}}")],
+                         "short", (0, 52, 12, 9)),
+        timeseries_panel(16, "Data age",
+                         "How long ago the reported half hour of pricing analytics started, per "
+                         "WABA: between poll.delay + 30m and poll.delay + 60m when all is well.",
+                         [query("time() - whatsapp_pricing_bucket_start_timestamp_seconds"
+                                f"{{{WSEL}}}", "{{waba_name}}")],
+                         "s", (12, 52, 12, 9), steps=False,
+                         threshold_line=STALE_AFTER_SECONDS),
+    ]
+
+
+def messages_in_detail() -> list[AnyBuilder]:
+    return [
+        table_panel(17, "Latest complete half hour",
+                    "Every pricing label set of the latest complete half hour, busiest first. "
+                    "Label sets seen in the lookback window but not in this half hour read 0.",
+                    "sum by (waba_name, phone_number, pricing_category, pricing_type, country, "
+                    f"tier) ({VOLUME}{{{PSEL}}})",
+                    "short", (0, 62, 24, 12), hide=["Time"], value_name="Messages"),
+    ]
+
+
+def messages_dashboard() -> dash.Dashboard:
+    variables: list[AnyBuilder] = [
+        datasource_variable(),
+        query_variable("waba", "WABA",
+                       "label_values(whatsapp_pricing_bucket_start_timestamp_seconds, "
+                       "waba_name)"),
+        query_variable("phone_number", "Phone number",
+                       f'label_values({VOLUME}{{waba_name=~"$waba"}}, phone_number)'),
+        query_variable("category", "Pricing category",
+                       f'label_values({VOLUME}{{waba_name=~"$waba"}}, pricing_category)'),
+    ]
+    return dashboard(
+        "whatsapp-messages", "WhatsApp messages and pricing",
+        "WhatsApp Business messages per half hour from whatsapp-exporter (pricing_analytics "
+        "and message analytics): billed and free volume by pricing category, type, country and "
+        "tier, marketing against the spike threshold, delivery and cost.",
+        variables, [
+            (row(100, "Latest complete half hour", 0), messages_now()),
+            (row(101, "Volume per half hour", 5), messages_volume()),
+            (row(102, "Marketing, delivery and cost", 33), messages_marketing_and_delivery()),
+            (row(103, "Latest bucket in detail", 61), messages_in_detail()),
+        ], time_from="now-24h",
+    )
+
+
 DASHBOARDS: dict[str, Callable[[], dash.Dashboard]] = {
     "whatsapp-conversations.json": conversations_dashboard,
     "whatsapp-exporter-health.json": health_dashboard,
+    "whatsapp-messages.json": messages_dashboard,
 }
 
 

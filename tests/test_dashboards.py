@@ -48,9 +48,9 @@ def walk(node: object) -> Iterator[tuple[str, object]]:
             yield from walk(item)
 
 
-def test_there_are_the_two_dashboards() -> None:
+def test_there_are_the_three_dashboards() -> None:
     assert [p.name for p in DASHBOARDS] == [
-        "whatsapp-conversations.json", "whatsapp-exporter-health.json"
+        "whatsapp-conversations.json", "whatsapp-exporter-health.json", "whatsapp-messages.json"
     ]
 
 
@@ -148,6 +148,21 @@ def test_the_health_dashboard_has_what_the_issue_asks_for() -> None:
                    "whatsapp_exporter_api_requests_total", "whatsapp_exporter_poll_duration",
                    "whatsapp_exporter_poll_errors_total", "scrape_samples_scraped"):
         assert needle in exprs, needle
+
+
+def test_the_messages_dashboard_has_what_the_issue_asks_for() -> None:
+    dashboard = load(ROOT / "grafana" / "dashboards" / "whatsapp-messages.json")
+    assert dashboard["title"] == "WhatsApp messages and pricing"
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    # The same variables as the conversations dashboard, so links between them keep the choice.
+    assert {"datasource", "waba", "phone_number", "category"} <= variables
+    exprs = " ".join(t["expr"] for p in panels(dashboard) for t in p.get("targets", []))
+    for needle in ("pricing_category", "pricing_type", "country", "tier", 'pricing_type="REGULAR"',
+                   'pricing_type!="REGULAR"', "waba:whatsapp_marketing_messages:spike_threshold",
+                   "whatsapp_messages_delivered", "whatsapp_messages_sent", "offset 1w",
+                   "whatsapp_pricing_cost", "whatsapp_pricing_bucket_start_timestamp_seconds"):
+        assert needle in exprs, needle
+    assert any(p["type"] == "table" for p in panels(dashboard))
 
 
 def test_all_means_every_value_even_the_empty_one() -> None:

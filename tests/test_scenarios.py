@@ -104,3 +104,52 @@ def test_demo_once_with_the_spike() -> None:
         and 'conversation_category="MARKETING"' in line
     )
     assert acme_marketing >= SPIKE_EXTRA_PER_HALF_HOUR - 10
+
+
+def marketing_messages(account, start: int, end: int, as_of: float, campaigns=()) -> dict:
+    """Marketing messages per half hour, as `waba:whatsapp_marketing_messages:sum` sums them."""
+    from exporter.simulator.pricing import pricing_points
+    from exporter.upstream.query import source_query
+    from exporter.vocabulary import PRICING_ANALYTICS, SOURCES_BY_NAME
+
+    query = source_query(SOURCES_BY_NAME[PRICING_ANALYTICS], start, end,
+                         dimensions=("PRICING_CATEGORY",))
+    counts: dict[int, int] = {}
+    for point in pricing_points(account, query, as_of, campaigns=campaigns):
+        if point["pricing_category"] in ("MARKETING", "MARKETING_LITE"):
+            counts[point["start"]] = counts.get(point["start"], 0) + int(point["volume"])
+    return counts
+
+
+def test_the_message_spike_rule_fires_in_the_spike_scenario_only() -> None:
+    # The alert's rule (prometheus/recording_rules.yml) applied to a week of demo traffic: every
+    # half hour against the same half hour a week earlier, with the floor of 100.
+    week = 7 * 86400
+    end = BUCKET + HALF_HOUR_SECONDS
+    start = end - 2 * week
+    campaigns = demo_campaigns("marketing-spike", NOW)
+    for account in DEMO_ACCOUNTS:
+        for scenario in ("steady", "marketing-spike"):
+            chosen = campaigns if scenario == "marketing-spike" else ()
+            counts = marketing_messages(account, start, end, NOW, chosen)
+            spiking = {b for b in range(start + week, end, HALF_HOUR_SECONDS)
+                       if counts.get(b, 0) > max(3 * counts.get(b - week, 0), 100)}
+            if scenario == "marketing-spike" and account == ACME:
+                assert BUCKET in spiking  # the bucket the exporter reports at NOW
+            else:
+                assert not spiking, (account.name, scenario, sorted(spiking)[:3])
+
+
+def test_the_delivery_rule_stays_silent_on_demo_traffic() -> None:
+    from exporter.simulator.pricing import message_points
+    from exporter.upstream.query import source_query
+    from exporter.vocabulary import MESSAGE_ANALYTICS, SOURCES_BY_NAME
+
+    end = BUCKET + HALF_HOUR_SECONDS
+    query = source_query(SOURCES_BY_NAME[MESSAGE_ANALYTICS], end - 86400, end)
+    for account in DEMO_ACCOUNTS:
+        spike = demo_campaigns("marketing-spike", NOW)
+        points = message_points(account, query, NOW, campaigns=spike)
+        assert len(points) > 40  # a quiet half hour with nothing sent is left out
+        assert any(p["sent"] >= 100 for p in points)
+        assert all(p["delivered"] / p["sent"] >= 0.9 for p in points if p["sent"] >= 100)
