@@ -31,3 +31,22 @@ def test_the_shipped_example_passes_check_config() -> None:
     result = run_exporter("--config", str(EXAMPLE), "--check-config", env=ENV)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("config OK: 2 target(s) (acme, globex)")
+
+
+def test_the_commented_sources_blocks_load_when_uncommented(tmp_path: Path) -> None:
+    text = EXAMPLE.read_text()
+    start, end = text.index("# sources:"), text.index("\ntargets:")
+    block = "\n".join(
+        line.removeprefix("# ").split("  #")[0].rstrip()
+        for line in text[start:end].splitlines()
+        if line.strip() != "#"
+    )
+    path = tmp_path / "config.yaml"
+    path.write_text(text[:start] + block + text[end:])
+    config = load_config(path, ENV)
+    assert config.sources == ("conversation_analytics", "pricing_analytics", "message_analytics")
+    assert config.pricing.filters.country_codes == ("IN", "BR")
+    assert config.pricing.filters.pricing_types == (
+        "FREE_CUSTOMER_SERVICE", "FREE_ENTRY_POINT", "REGULAR"
+    )
+    assert config.messages.filters.country_codes == ("IN", "BR")

@@ -228,11 +228,14 @@ def parse_field(
                 counts[position].append(_new_point(DataPoint, (start, end, value, labels)))
         for key in source.amounts:
             amount = raw.get(key)
-            if amount is not None:
-                where = f"{prefix}data_points[{index}].{key}"
-                amounts.setdefault(key, []).append(
-                    AmountPoint(start, labels, _amount(amount, where))
-                )
+            if amount is None:
+                continue
+            # Plain floats in range are the norm (NaN fails the comparison).
+            if type(amount) is not float or not 0.0 <= amount <= MAX_COUNT:
+                amount = _amount(amount, f"{prefix}data_points[{index}].{key}")
+            amounts.setdefault(key, []).append(
+                _new_point(AmountPoint, (start, labels, amount))
+            )
     return SourcePoints(
         counts={key: tuple(points) for key, points in zip(keys, counts, strict=True)},
         amounts={key: tuple(points) for key, points in amounts.items()},
