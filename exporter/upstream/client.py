@@ -35,9 +35,13 @@ from exporter.upstream.errors import (
 )
 from exporter.upstream.query import AnalyticsQuery, build_fields, customer_path, waba_path
 from exporter.upstream.ratelimit import RequestLimiter
+from exporter.upstream.usage import Usage, parse_usage
 
 ResponseHook = Callable[[str, str], None]
 """Called with (target name, HTTP status or "error") after every attempt."""
+UsageHook = Callable[[str, Usage], None]
+"""Called with (target name, usage) after every answer whose headers say how much of the rate
+budget is spent (exporter/upstream/usage.py)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +132,7 @@ class SplashifyClient:
         limiter: RequestLimiter,
         *,
         on_response: ResponseHook = lambda target, code: None,
+        on_usage: UsageHook = lambda target, usage: None,
         sleep: Callable[[float], object] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
@@ -137,6 +142,7 @@ class SplashifyClient:
         self._config = config
         self._limiter = limiter
         self._on_response = on_response
+        self._on_usage = on_usage
         self._monotonic = monotonic
         self._wall_clock = wall_clock
         self._jitter = jitter
@@ -162,17 +168,26 @@ class SplashifyClient:
             path = customer_path(str(target.customer_id))
         return self._config.base_url + path
 
-    def fetch(self, target: Target, query: AnalyticsQuery, deadline: float) -> object:
+    def fetch(
+        self,
+        target: Target,
+        query: AnalyticsQuery,
+        deadline: float,
+        *,
+        on_attempt: Callable[[], object] = lambda: None,
+    ) -> object:
         """The decoded JSON answer, or a typed `UpstreamError` once retries are spent.
 
         `deadline` (monotonic seconds) bounds the retries: a retry is only attempted when its
         backoff and a whole `timeout` fit before it. Raises `Cancelled` once stopping.
+        `on_attempt` is called before each attempt (the poller counts them).
         """
         url = self.url_for(target)
         params = {"fields": build_fields(query)}
         retry_number = 0
         while True:
             try:
+                on_attempt()
                 return self._attempt(target, url, params)
             except UpstreamError as error:
                 if not error.retryable or retry_number >= self._policy.max_retries:
@@ -203,6 +218,9 @@ class SplashifyClient:
                 # The exception text names host and port, never the Authorization header.
                 raise ConnectionFailed(f"{type(exc).__name__}: {exc}") from None
         self._on_response(target.name, str(response.status_code))
+        usage = parse_usage(response.headers)
+        if usage:
+            self._on_usage(target.name, usage)
         try:
             body: object = response.json()
         except ValueError:
