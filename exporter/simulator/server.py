@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from exporter.simulator.fields import FieldsError, parse_fields
 from exporter.simulator.traffic import DEMO_ACCOUNTS, Campaign, Point, SimAccount, answer_points
+from exporter.simulator.usage import UsageMeter
 from exporter.upstream.query import AnalyticsQuery, align_down
 from exporter.vocabulary import HISTORY_SECONDS
 
@@ -35,8 +36,6 @@ _CUSTOMER_ROUTE = re.compile(r"/api/v1/partner/customers/([^/]+)/whatsapp/analyt
 
 FUTURE_TOLERANCE_SECONDS = 5.0
 """Slack for clock skew before an `end` counts as in the future."""
-CALLS_PER_HOUR = 200
-"""The Business Management API budget per WABA, which `call_count` is a percentage of."""
 
 _SPLASHIFY_MESSAGES = {
     401: "Invalid or missing API key",
@@ -97,6 +96,8 @@ class Fault:
     body: dict[str, Any] | None = None
     retry_after: str | None = None
     seconds: float = 0.0
+    regain_minutes: int = 0
+    """For a rate limit: the `estimated_time_to_regain_access` its usage headers announce."""
     code: int = 0
     """Graph error code, for `graph_error`."""
     subcode: int | None = None
@@ -119,19 +120,33 @@ class Fault:
         return cls.status(404)
 
     @classmethod
-    def rate_limited(cls, retry_after: str | None = None) -> Fault:
-        """429, with a `Retry-After` header only when given (the upstream does not promise it)."""
+    def rate_limited(cls, retry_after: str | None = None, regain_minutes: int = 0) -> Fault:
+        """429, with a `Retry-After` header only when given (the upstream does not promise it),
+        and usage headers that announce `regain_minutes` when it is not 0."""
         return cls(
-            "rate_limited", http_status=429, body=splashify_body(429), retry_after=retry_after
+            "rate_limited",
+            http_status=429,
+            body=splashify_body(429),
+            retry_after=retry_after,
+            regain_minutes=regain_minutes,
         )
 
     @classmethod
-    def graph_error(cls, code: int, http_status: int = 400, subcode: int | None = None) -> Fault:
+    def graph_error(
+        cls, code: int, http_status: int = 400, subcode: int | None = None, regain_minutes: int = 0
+    ) -> Fault:
         """A Meta error passed through, e.g. code 80007 (rate limit), 2 (transient), 190 (auth).
 
-        The body is built per answer, so each carries its own fbtrace_id.
+        The body is built per answer, so each carries its own fbtrace_id. A rate-limit code's
+        usage headers announce `regain_minutes` when it is not 0.
         """
-        return cls("graph_error", http_status=http_status, code=code, subcode=subcode)
+        return cls(
+            "graph_error",
+            http_status=http_status,
+            code=code,
+            subcode=subcode,
+            regain_minutes=regain_minutes,
+        )
 
     @classmethod
     def malformed_json(cls) -> Fault:
@@ -285,6 +300,7 @@ class Simulator:
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._faults: dict[str | None, _ArmedFault] = {}
+        self._usage_meter = UsageMeter(len(self.accounts))
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -418,6 +434,12 @@ class Simulator:
         query, fields_error = _parse_query_string(url.query)
         taken: list[Fault] = []
         account, response = self._answer(now, url.path, authorization, query, fields_error, taken)
+        if account is not None:
+            # Every answer that reached the account says how much of its budget is spent (and
+            # counts against it); Splashify's own refusals (bad key, unknown id) do not.
+            self._usage_meter.record(account.waba_id, now)
+            if response is not None:
+                response.headers.update(self._usage_headers(account, now, taken))
         if self.latency > 0 and self._stopping.wait(self.latency):
             response = None  # stopped while holding the answer back: none is sent
         with self._lock:
@@ -519,25 +541,22 @@ class Simulator:
         return scheme == "Bearer" and hmac.compare_digest(key.encode(), self.api_key.encode())
 
     def _usage(self, account: SimAccount, now: float) -> str:
-        """The `X-Business-Use-Case-Usage` header: this hour's share of the account's budget."""
-        with self._lock:
-            calls = 1 + sum(
-                1
-                for r in self._requests
-                if r.account_waba_id == account.waba_id and r.time > now - 3600
-            )
-        usage = {
-            account.waba_id: [
-                {
-                    "type": "whatsapp_business_management",
-                    "call_count": min(100, calls * 100 // CALLS_PER_HOUR),
-                    "total_cputime": 1,
-                    "total_time": 1,
-                    "estimated_time_to_regain_access": 0,
-                }
-            ]
-        }
-        return json.dumps(usage)
+        """The `X-Business-Use-Case-Usage` header of an untouched answer (`_handle` sets the
+        usage headers of every answer, faulty ones included)."""
+        return self._usage_meter.headers(account.waba_id, now)["X-Business-Use-Case-Usage"]
+
+    def _usage_headers(self, account: SimAccount, now: float, taken: list[Fault]) -> dict[str, str]:
+        fault = taken[0] if taken else None
+        if fault is None:
+            return self._usage_meter.headers(account.waba_id, now)
+        return self._usage_meter.headers(
+            account.waba_id,
+            now,
+            kind=fault.kind,
+            http_status=fault.http_status,
+            code=fault.code,
+            regain_minutes=fault.regain_minutes,
+        )
 
 
 def _parse_query_string(query_string: str) -> tuple[AnalyticsQuery | None, str | None]:
