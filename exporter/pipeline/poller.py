@@ -17,6 +17,7 @@ from collections.abc import Callable
 from exporter.config import Config, Target
 from exporter.pipeline.buckets import ObservedState, evaluate
 from exporter.pipeline.snapshot import SnapshotStore, TargetSnapshot
+from exporter.pipeline.status import PollTrace, TargetStatus, after_poll
 from exporter.upstream.client import Cancelled, SplashifyClient
 from exporter.upstream.errors import (
     INTERNAL_REASON,
@@ -82,6 +83,8 @@ class TargetPoller:
         self._generation = 0
         """Bumped when a reload changes what the series mean (dimensions, filters)."""
         self.retired = False
+        self.status = TargetStatus()
+        """Replaced, never changed, after every poll that counted: read it without a lock."""
 
     def reconfigure(self, config: Config, client: SplashifyClient) -> None:
         """Take a reloaded config for the same target, keeping what was counted.
@@ -142,8 +145,9 @@ class TargetPoller:
         window_start, window_end = query_window(now, config.poll.lookback)
         query = build_query(config, self.target, window_start, window_end)
         deadline = started + config.poll.interval * POLL_BUDGET_SHARE
+        trace = PollTrace()
         try:
-            body = client.fetch(self.target, query, deadline)
+            body = client.fetch(self.target, query, deadline, on_attempt=trace.attempt)
             answer = parse_answer(body, config.dimensions)
             evaluation = evaluate(
                 answer.points,
@@ -158,19 +162,23 @@ class TargetPoller:
             if not self._current(generation):
                 return self._void()
             self._record_failure(error.reason, str(error), started, config, loud=_is_loud(error))
+            paused_until = None
             if isinstance(error, RateLimited) and error.retry_after:
                 pause = min(error.retry_after, MAX_PAUSE_SECONDS)
                 self._paused_until = started + pause
+                paused_until = now + pause
                 log.warning(
                     "target %s paused for %.0fs: the upstream asked us to wait",
                     self.target.name,
                     pause,
                 )
+            self._publish(now, started, trace, (error.reason, str(error)), paused_until)
             return False
         except Exception as error:  # a bug of ours must not stop this target's schedule
             log.exception("poll of target %s failed unexpectedly", self.target.name)
             if self._current(generation):
                 self._record_failure(INTERNAL_REASON, repr(error), started, config, loud=False)
+                self._publish(now, started, trace, (INTERNAL_REASON, repr(error)))
             return False
 
         waba_id = self._waba_id
@@ -205,7 +213,27 @@ class TargetPoller:
             len(answer.points),
             evaluation.bucket_start,
         )
+        self._publish(now, started, trace)
         return True
+
+    def _publish(
+        self,
+        start: float,
+        started: float,
+        trace: PollTrace,
+        error: tuple[str, str] | None = None,
+        paused_until: float | None = None,
+    ) -> None:
+        """A new status for the poll that began at `start` (wall) / `started` (monotonic)."""
+        self.status = after_poll(
+            self.status,
+            start=start,
+            end=self._clock(),
+            duration=self._monotonic() - started,
+            attempts=trace.attempts,
+            error=error,
+            paused_until=paused_until,
+        )
 
     def _record_failure(
         self, reason: str, message: str, started: float, config: Config, *, loud: bool
