@@ -23,15 +23,18 @@ from prometheus_client import (
 )
 from prometheus_client.registry import Collector
 
+from exporter import __version__
 from exporter.config import Config, ConfigError, ListenAddress, Shard, WebConfig, load_config
 from exporter.logs import add_secrets
 from exporter.pipeline.poller import TargetPoller, same_series
 from exporter.pipeline.scheduler import start_scheduler, sync_jobs
 from exporter.pipeline.sharding import shard_config
 from exporter.pipeline.snapshot import SnapshotStore
+from exporter.pipeline.status import scheduled_runs
 from exporter.serve.collector import ConversationCollector
 from exporter.serve.render import ExpositionCache
 from exporter.serve.selfmetrics import SelfMetrics
+from exporter.serve.statuspage import StatusView, TargetRow
 from exporter.upstream.client import SplashifyClient
 from exporter.upstream.ratelimit import RequestLimiter
 
@@ -93,6 +96,7 @@ class Exporter:
         self.metrics = SelfMetrics()
         self.store = SnapshotStore(config.dimensions)
         self._clock = clock
+        self.started = clock()
         self._reload_lock = threading.Lock()
         self._reload_from_lock = threading.Lock()
         self._scheduler: BackgroundScheduler | None = None
@@ -137,6 +141,7 @@ class Exporter:
             config.splashify,
             self._limiter,
             on_response=self.metrics.count_response,
+            on_usage=self.metrics.record_usage,
             stop=self.stopping,
         )
         pollers: dict[str, TargetPoller] = {}
@@ -225,6 +230,20 @@ class Exporter:
         shows it (the render follows the store by up to render.REBUILD_SPACING)."""
         shown = self.cache.current().view.snapshots
         return all(name in shown for name in self._pollers)
+
+    def status_view(self) -> StatusView:
+        """What the status page and /api/v1/targets show, taken now (no lock: every part is an
+        immutable value that its owner replaces)."""
+        config, pollers = self.config, self.pollers
+        snapshots = self.store.current().snapshots
+        runs = scheduled_runs(self._scheduler)
+        rows = tuple(
+            TargetRow(
+                p.target, p.status, snapshots.get(p.target.name), runs.get(p.target.name)
+            )
+            for p in pollers
+        )
+        return StatusView(__version__, self.started, self._clock(), config, rows)
 
     def poll_all_once(self) -> bool:
         """Poll every target concurrently (within the client's limits); True if all succeeded."""

@@ -248,7 +248,9 @@ def _serve(
     lifecycle: bool = False,
 ) -> int:
     from exporter.app import Exporter
-    from exporter.serve.web import landing_page, make_app, start_http_server
+    from exporter.serve.statuspage import render_status_page
+    from exporter.serve.targets_api import render_targets_json
+    from exporter.serve.web import make_app, start_http_server
 
     exporter = Exporter(config)
 
@@ -260,9 +262,10 @@ def _serve(
     app = make_app(
         exporter.registry,
         exporter.is_ready,
-        lambda: landing_page(p.target.name for p in exporter.pollers),
+        lambda: render_status_page(exporter.status_view()),
         reload=reload_config if lifecycle else None,
         cache=exporter.cache,
+        targets=lambda: render_targets_json(exporter.status_view()),
     )
     if security is not None and security.users:
         from exporter.serve.webconfig import BasicAuth

@@ -159,8 +159,26 @@ LAST_RENDER_DURATION = SelfMetricSpec(
     "gauge",
     "How long the last render of /metrics took.",
 )
+API_USAGE = SelfMetricSpec(
+    "whatsapp_exporter_api_usage_percent",
+    "gauge",
+    "Share of the upstream's rate budget spent, in percent (throttled at 100), as the last "
+    'answer\'s usage headers said: type="app" (X-App-Usage) or "business_use_case" '
+    "(X-Business-Use-Case-Usage, the highest of its entries); measure call_count, total_cputime "
+    "or total_time.",
+    ("waba_name", "type", "measure"),
+)
+API_REGAIN_ACCESS = SelfMetricSpec(
+    "whatsapp_exporter_api_regain_access_seconds",
+    "gauge",
+    "Seconds until the upstream lets a throttled target back in, counting down from the "
+    "estimated_time_to_regain_access of the last answer's usage headers (0: not throttled).",
+    ("waba_name",),
+)
 SELF_METRICS: tuple[SelfMetricSpec, ...] = (
     API_REQUESTS,
+    API_USAGE,
+    API_REGAIN_ACCESS,
     POLL_ERRORS,
     BUILD_INFO,
     TARGETS,

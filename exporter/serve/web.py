@@ -9,7 +9,6 @@ blocks nobody.
 
 from __future__ import annotations
 
-import html
 import logging
 import socket
 import ssl
@@ -23,7 +22,6 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
-from exporter import __version__
 from exporter.config import ListenAddress
 from exporter.serve.render import OPENMETRICS, TEXT, ExpositionCache
 
@@ -33,24 +31,12 @@ StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
-def _reply(start_response: StartResponse, status: str, body: str, content_type: str) -> list[bytes]:
-    data = body.encode()
+def _reply(
+    start_response: StartResponse, status: str, body: str | bytes, content_type: str
+) -> list[bytes]:
+    data = body.encode() if isinstance(body, str) else body
     start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(data)))])
     return [data]
-
-
-def landing_page(target_names: Iterable[str]) -> str:
-    """The `/` page; it names targets, never the key."""
-    rows = "".join(f"<li>{html.escape(name)}</li>" for name in target_names)
-    return (
-        '<!DOCTYPE html><html><head><meta charset="utf-8"><title>WhatsApp exporter</title>'
-        "</head><body><h1>WhatsApp conversation analytics exporter</h1>"
-        f"<p>Version {html.escape(__version__)}</p><ul>"
-        '<li><a href="metrics">/metrics</a>: Prometheus metrics</li>'
-        '<li><a href="healthz">/healthz</a>: the process is alive</li>'
-        '<li><a href="ready">/ready</a>: every target was polled once</li>'
-        f"</ul><h2>Targets</h2><ul>{rows}</ul></body></html>"
-    )
 
 
 def cached_metrics_app(cache: ExpositionCache, registry: CollectorRegistry) -> WSGIApp:
@@ -80,13 +66,15 @@ Reloader = Callable[[], tuple[bool, str]]
 def make_app(
     registry: CollectorRegistry,
     is_ready: Callable[[], bool],
-    landing: Callable[[], str],
+    landing: Callable[[], str | bytes],
     reload: Reloader | None = None,
     *,
     cache: ExpositionCache | None = None,
+    targets: Callable[[], bytes] | None = None,
 ) -> WSGIApp:
     """The router. With `cache`, /metrics serves its bytes; without, `registry` renders each
-    scrape (what small tools and tests use)."""
+    scrape (what small tools and tests use). `landing` is the `/` page (the status page),
+    `targets` the JSON of /api/v1/targets."""
     metrics = make_wsgi_app(registry) if cache is None else cached_metrics_app(cache, registry)
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -129,6 +117,8 @@ def make_app(
             )
         if path == "/":
             return _reply(start_response, "200 OK", landing(), "text/html; charset=utf-8")
+        if path == "/api/v1/targets" and targets is not None:
+            return _reply(start_response, "200 OK", targets(), "application/json")
         return _reply(start_response, "404 Not Found", "not found\n", "text/plain")
 
     return app
