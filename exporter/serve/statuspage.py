@@ -255,14 +255,14 @@ def _error_cell(status: TargetStatus, state: str, now: float) -> str:
     return f'<span class="muted small">last failure {when}: {text}</span>'
 
 
-def _bucket_cell(snapshot: TargetSnapshot | None, now: float) -> str:
+def _bucket_cell(snapshot: TargetSnapshot | None, state: str, now: float) -> str:
     if snapshot is None or snapshot.bucket_start is None:
         return '<span class="muted">none yet</span>'
     start = snapshot.bucket_start
-    return (
-        f"{_e(utc(start))}<br>"
-        f'<span class="muted small">{_e(format_duration(now - start))} old</span>'
-    )
+    age = f"{format_duration(now - start)} old"
+    if state == STALE:
+        age += ", not served (stale)"
+    return f'{_e(utc(start))}<br><span class="muted small">{_e(age)}</span>'
 
 
 def _row(row: TargetRow, view: StatusView) -> str:
@@ -287,7 +287,7 @@ def _row(row: TargetRow, view: StatusView) -> str:
         _last_poll_cell(status, now),
         _error_cell(status, state, now),
         str(series_served(row, now, config.poll.stale_after)),
-        _bucket_cell(snapshot, now),
+        _bucket_cell(snapshot, state, now),
         next_poll,
         paused,
     )
