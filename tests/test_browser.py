@@ -112,7 +112,7 @@ def test_a_browser_shows_each_target_and_its_state(simulator, start_exporter, tm
 
     # The scheduler's next run, after the last poll began.
     healthy = next(t for t in document["data"]["activeTargets"] if t["name"] == ACME.name)
-    assert healthy["nextPoll"] is not None and healthy["nextPoll"] > healthy["lastPollStart"]
+    assert healthy["nextPoll"] is not None and healthy["nextPoll"] > healthy["lastPoll"]
     assert TEST_API_KEY not in exporter.get("/").text + exporter.get("/api/v1/targets").text
 
 

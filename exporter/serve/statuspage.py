@@ -230,7 +230,7 @@ def _last_poll_cell(status: TargetStatus, now: float) -> str:
         return '<span class="muted">not yet</span>'
     attempts = status.last_poll_attempts
     return (
-        f"{_when(status.last_poll_end, now)}<br>"
+        f"{_when(status.last_poll_start, now)}<br>"
         f'<span class="small">took {_e(format_duration(status.last_poll_duration))}, '
         f"{attempts} attempt{'' if attempts == 1 else 's'}</span>"
     )

@@ -2,7 +2,8 @@
 
 Prometheus answers `{"status": "success", "data": {"activeTargets": [...]}}` with, per target,
 `labels`, `health` ("up", "down" or "unknown": how the last scrape went), `lastError` ("" when
-the last scrape succeeded), `lastScrape` (RFC 3339) and `lastScrapeDuration` (seconds). This
+the last scrape succeeded), `lastScrape` (when it began, RFC 3339) and `lastScrapeDuration`
+(seconds). This
 document keeps that envelope and those meanings, with polls in place of scrapes
 (`lastPoll`, `lastPollDuration`), and adds what only this exporter knows: the state of the
 status page, the reported bucket, the next poll and a rate-limit pause. `data.exporter` holds
@@ -56,8 +57,8 @@ def _target(row: TargetRow, view: StatusView) -> dict[str, object]:
         "route": route(config, row.target),
         "state": state,
         "health": _health(row, state),
-        "lastPoll": rfc3339(status.last_poll_end),
-        "lastPollStart": rfc3339(status.last_poll_start),
+        "lastPoll": rfc3339(status.last_poll_start),
+        "lastPollEnd": rfc3339(status.last_poll_end),
         "lastPollDuration": status.last_poll_duration,
         "lastPollAttempts": status.last_poll_attempts,
         "lastError": (status.last_error or "") if failed_last else "",
