@@ -864,3 +864,30 @@ def test_the_dashboards_are_config_maps_for_grafanas_sidecar(chart) -> None:
 def test_monitoring_resources_are_off_by_default(chart) -> None:
     kinds = {doc["kind"] for doc in render(chart, MINIMAL)}
     assert kinds == {"ConfigMap", "Service", "ServiceAccount", "StatefulSet"}
+
+
+# Documented as one row each, not key by key.
+WHOLE = {
+    "config",
+    "podSecurityContext",
+    "securityContext",
+    "resources",
+    "livenessProbe",
+    "readinessProbe",
+}
+
+
+def value_keys(values: dict, prefix: str = "") -> Iterator[str]:
+    for key, value in values.items():
+        path = prefix + key
+        if isinstance(value, dict) and value and path not in WHOLE:
+            yield from value_keys(value, path + ".")
+        else:
+            yield path
+
+
+def test_the_charts_readme_documents_every_value(chart) -> None:
+    readme = (CHART / "README.md").read_text()
+    table = "\n".join(line for line in readme.splitlines() if line.startswith("| `"))
+    missing = [key for key in value_keys(chart.values) if f"`{key}`" not in table]
+    assert missing == []
