@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
+    common.add_argument("--log-format", default="text", choices=["text", "json"])
 
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -102,7 +103,6 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="validate the config, print a one-line verdict, exit 0 or 2",
     )
-    parser.add_argument("--log-format", default="text", choices=["text", "json"])
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
 
     commands = parser.add_subparsers(title="subcommands", metavar="{backfill}")
@@ -182,7 +182,7 @@ def _backfill(args: argparse.Namespace, loaded: Config, overrides: Overrides) ->
     from exporter.backfill.command import FetchFailed, UsageError, run_backfill
     from exporter.logs import configure_logging
 
-    configure_logging(args.log_level, "text", [loaded.splashify.api_key.reveal()])
+    configure_logging(args.log_level, args.log_format, [loaded.splashify.api_key.reveal()])
     try:
         # A replica's history holds its own targets, under its own `instance` label.
         run_backfill(args, overrides.apply(loaded))

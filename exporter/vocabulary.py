@@ -28,7 +28,7 @@ class Dimension:
     point_key: str
     """The key a data point carries when this dimension was asked for."""
     label: str
-    """The Prometheus label name (CONTRACT.md)."""
+    """The Prometheus label name (docs/contract.md)."""
 
 
 DIMENSIONS: tuple[Dimension, ...] = (
@@ -38,7 +38,7 @@ DIMENSIONS: tuple[Dimension, ...] = (
     Dimension("COUNTRY", "country", "country"),
     Dimension("PHONE", "phone_number", "phone_number"),
 )
-"""In CONTRACT.md's label order; label tuples everywhere follow this order."""
+"""In the documented label order (docs/contract.md); label tuples everywhere follow this order."""
 
 DIMENSIONS_BY_NAME: dict[str, Dimension] = {d.api_name: d for d in DIMENSIONS}
 
@@ -53,7 +53,7 @@ FILTER_VALUES: dict[str, tuple[str, ...]] = {
 METRIC_TYPES = ("CONVERSATION",)
 """The only metric type that is reliable for partner-billed accounts."""
 
-# Values seen in real answers (upstream/NOTES.md). The exporter never rejects an unknown value;
+# Values seen in real answers (docs/upstream.md). The exporter never rejects an unknown value;
 # this table only feeds the simulator, so that it answers like the real thing.
 ANSWER_VALUES: dict[str, tuple[str, ...]] = {
     "conversation_category": (

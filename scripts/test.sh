@@ -31,5 +31,7 @@ python -m pip install -q -e '.[test]'
 
 echo "== ruff"
 ruff check exporter tests
+echo "== mypy"
+mypy exporter
 echo "== pytest"
 python -m pytest "$@"

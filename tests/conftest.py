@@ -71,14 +71,16 @@ def exporter_env() -> dict[str, str]:
     return {**os.environ, "TEST_SPLASHIFY_KEY": TEST_API_KEY, "PYTHONUNBUFFERED": "1"}
 
 
-def run_exporter(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """`python -m exporter ARGS` to completion."""
+def run_exporter(
+    *args: str, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m exporter ARGS` to completion; `env` adds to the environment."""
     return subprocess.run(
         [sys.executable, "-m", "exporter", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=exporter_env(),
+        env={**exporter_env(), **(env or {})},
     )
 
 

@@ -27,7 +27,7 @@ def point(start: float, count: int, *labels: str) -> DataPoint:
 @pytest.mark.parametrize(
     ("now", "delay", "expected"),
     [
-        # CONTRACT.md's example: 10:47 with a 30m delay reports the 09:30 bucket.
+        # docs/contract.md's example: 10:47 with a 30m delay reports the 09:30 bucket.
         (ts(10, 47), 1800, ts(9, 30)),
         # The 09:30 bucket ended at 10:00: exactly `delay` ago at 10:30 counts as complete.
         (ts(10, 30), 1800, ts(9, 30)),

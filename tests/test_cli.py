@@ -1,4 +1,5 @@
-"""Every flag of CONTRACT.md, run as a real process: exit codes, verdicts, output."""
+"""Every flag of the command line (docs/contract.md), run as a real process: exit codes,
+verdicts, output."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The config loader: the CONTRACT example, defaults, every rule's exact message, the secret."""
+"""The config loader: the documented example, defaults, every rule's exact message, the secret."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from exporter.config import (
     parse_listen_address,
 )
 
-# CONTRACT.md's example, verbatim.
+# The example of docs/contract.md, verbatim.
 EXAMPLE = """\
 splashify:
   base_url: https://api.splashifypro.com   # scheme + host (+ optional path prefix)

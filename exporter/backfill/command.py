@@ -104,7 +104,7 @@ def add_backfill_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--start", required=True, metavar="TIME",
         help="first sample: now-8d, unix seconds, or ISO 8601 such as 2026-01-05T00:00:00Z "
-        "(UTC when no zone); at most 365 days back, minus poll.lookback",
+        "(UTC when no zone); at most 365 days back, minus poll.lookback and 30m",
     )
     parser.add_argument(
         "--end", default="now", metavar="TIME",

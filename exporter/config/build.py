@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from exporter.config import values
 from exporter.config.expand import Expander
@@ -50,7 +50,7 @@ _T = TypeVar("_T")
 _FieldParser = Callable[[object, str], object]
 
 
-# The keys each mapping may hold, in the order CONTRACT.md lists them ("" is the top level).
+# The keys each mapping may hold, in the order docs/contract.md lists them ("" is the top level).
 _KEYS: dict[str, tuple[str, ...]] = {
     "": ("splashify", "poll", "dimensions", "filters", "targets", "web", "shard"),
     "splashify": (
@@ -147,7 +147,7 @@ class _Parser:
 
     def _fields(
         self, section: dict[str, object], place: str, parsers: Mapping[str, _FieldParser]
-    ) -> dict[str, object]:
+    ) -> dict[str, Any]:
         """The keys of `section` that are set, parsed, for dataclasses.replace()."""
         parsed = {key: self._get(section, place, key, parse) for key, parse in parsers.items()}
         return {key: value for key, value in parsed.items() if value is not None}

@@ -107,7 +107,7 @@ def section(raw: object, place: str, keys: tuple[str, ...]) -> dict[str, object]
         if key not in keys:
             key_text = key if isinstance(key, str) and _PLAIN_KEY.fullmatch(key) else show(key)
             key_place = join(place, key_text)
-            # Worded `unknown key splashify.base_ur`, as CONTRACT.md and the CLI tests spell it;
+            # Worded `unknown key splashify.base_ur`, as docs/contract.md and the CLI tests say;
             # the place still goes on the error for code that wants it.
             error = ConfigError("", f"unknown key {key_place} (one of {', '.join(keys)})")
             error.place = key_place

@@ -2,7 +2,7 @@
 
 Pure functions on plain data (no clock, no I/O), so every rule is tested directly.
 
-The rules (CONTRACT.md):
+The rules (docs/contract.md):
 - The reported bucket follows the clock, not the data: the newest half hour that ended at
   least `delay` ago, even when it had no conversations.
 - Every label set seen anywhere in the lookback window reads 0 in the reported bucket when the

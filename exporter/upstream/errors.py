@@ -94,7 +94,7 @@ ERROR_REASONS: tuple[str, ...] = (
     INTERNAL_REASON,
 )
 
-# Graph error codes (upstream/NOTES.md): handle by code, not by HTTP status, because rate
+# Graph error codes (docs/upstream.md): handle by code, not by HTTP status, because rate
 # limits often arrive as HTTP 400.
 GRAPH_AUTH_CODES = frozenset({0, 190})
 GRAPH_TRANSIENT_CODES = frozenset({1, 2})

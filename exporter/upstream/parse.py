@@ -1,6 +1,6 @@
 """Turn a decoded `conversation_analytics` answer into data points.
 
-Lives with what the real upstream does (upstream/NOTES.md): points in any order, the key
+Lives with what the real upstream does (docs/upstream.md): points in any order, the key
 `conversation_analytics` absent when there is no data, flat `data_points` without the `data[]`
 wrapper, dimension keys missing or `UNKNOWN`, enum values nobody documented. Anything that is not
 that shape raises `BadResponse`, never another exception.
