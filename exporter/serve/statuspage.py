@@ -170,6 +170,7 @@ h1{font-size:1.4rem;margin:.2rem 0}h2{font-size:1.1rem;margin:1.2rem 0 .4rem}
 nav a{margin-right:1rem}.muted{color:#666}.small{font-size:.85em}
 table{border-collapse:collapse;width:100%;font-size:.9rem}
 th,td{padding:.35rem .5rem;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}
+td{overflow-wrap:break-word}.name{overflow-wrap:anywhere}
 th{background:#f4f4f4}code{font-size:.85em;word-break:break-all}
 .badge{display:inline-block;padding:0 .45rem;border-radius:.7rem;font-weight:600;
 white-space:nowrap}
@@ -185,7 +186,7 @@ dl.config dt{font-weight:600}dl.config dd{margin:0;word-break:break-word}
 @media (max-width:48em){
 table,thead,tbody,tr,td{display:block}thead{display:none}
 tr.target{border:1px solid #ccc;border-radius:.4rem;margin:0 0 .75rem;overflow:hidden}
-td{border:none;padding:.2rem .6rem}
+td{border:none;padding:.2rem .6rem;overflow-wrap:anywhere}
 td::before{content:attr(data-label);display:block;font-size:.75rem;color:#666}
 .state-failing td:first-child,.state-stale td:first-child{border-left:none}
 .state-failing,.state-stale{border-left:6px solid #c62828!important}
@@ -274,13 +275,18 @@ def _row(row: TargetRow, view: StatusView) -> str:
         if status.paused_until is not None and status.paused_until > now
         else '<span class="muted">not paused</span>'
     )
-    next_poll = (
-        _when(row.next_poll, now)
-        if row.next_poll is not None
-        else '<span class="muted">not scheduled</span>'
-    )
+    if row.next_poll is None:
+        next_poll = '<span class="muted">not scheduled</span>'
+    elif (
+        state == PAUSED and status.paused_until is not None and row.next_poll < status.paused_until
+    ):
+        next_poll = (
+            f'{_when(row.next_poll, now)}<br><span class="muted small">skipped: paused</span>'
+        )
+    else:
+        next_poll = _when(row.next_poll, now)
     cells = (
-        f"<b>{_e(row.target.name)}</b>",
+        f'<b class="name">{_e(row.target.name)}</b>',
         _id_cell(row.target, snapshot),
         f"<code>GET {_e(route(config, row.target))}</code>",
         f'<span class="badge">{_e(state)}</span>',
