@@ -100,6 +100,16 @@ class PollConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """How much one answer may bring; beyond it, the poll fails with `limit_exceeded`."""
+
+    max_series_per_target: int = 50_000
+    """Label sets in one answer (as Prometheus's `sample_limit` bounds a scrape)."""
+    max_response_bytes: int = 64 << 20
+    """Bytes of one answer, decoded (after gzip)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Filters:
     """Passed through to the API; an empty tuple means "not filtered"."""
 
@@ -136,6 +146,7 @@ class Config:
     dimensions: tuple[str, ...] = tuple(d.api_name for d in DIMENSIONS)
     filters: Filters = Filters()
     web: WebConfig = WebConfig()
+    limits: LimitsConfig = LimitsConfig()
     # A factory only because ruff cannot see that the imported Shard is frozen.
     shard: Shard = field(default_factory=Shard)
     """As loaded, `targets` holds every target; `sharding.shard_config()` keeps this shard's."""
@@ -148,7 +159,7 @@ _FieldParser = Callable[[object, str], object]
 
 # The keys each mapping may hold, in the order CONTRACT.md lists them ("" is the top level).
 _KEYS: dict[str, tuple[str, ...]] = {
-    "": ("splashify", "poll", "dimensions", "filters", "targets", "web", "shard"),
+    "": ("splashify", "poll", "dimensions", "filters", "targets", "web", "shard", "limits"),
     "splashify": (
         "base_url",
         "api_version",
@@ -164,6 +175,7 @@ _KEYS: dict[str, tuple[str, ...]] = {
     "target": ("waba_id", "customer_id", "name", "phone_numbers"),
     "web": ("listen_address",),
     "shard": ("index", "total"),
+    "limits": ("max_series_per_target", "max_response_bytes"),
 }
 
 _ALL_DIMENSIONS = tuple(DIMENSIONS_BY_NAME)
@@ -181,6 +193,15 @@ _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # Printable ASCII without space: anything else cannot travel in an HTTP header unmangled.
 _API_KEY = re.compile(r"[!-~]+")
+_MIN_API_KEY_LENGTH = 8
+"""Shorter is no real key, and redacting it would garble ordinary words in every log line."""
+_SIZE = re.compile(r"([0-9]{1,15})\s*([KMG]i?B|B)?")
+_SIZE_UNITS = {
+    None: 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9,
+    "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30,
+}
+_MIN_RESPONSE_BYTES = 1 << 10
+_DEFAULT_TIMEOUT = SplashifyConfig.__dataclass_fields__["timeout"].default
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -356,11 +377,18 @@ class _Parser:
             targets=self._targets(top.get("targets")),
             web=self._web(top.get("web")),
             shard=self._shard(top.get("shard")),
+            limits=self._limits(top.get("limits")),
         )
-        if config.splashify.timeout >= config.poll.interval:
+        # Prometheus's rule for scrape_timeout: unset, the shorter of the default and the
+        # interval; set, never longer than the interval (equal is fine).
+        raw_splashify = top.get("splashify")
+        if not isinstance(raw_splashify, dict) or raw_splashify.get("timeout") is None:
+            timeout = min(_DEFAULT_TIMEOUT, config.poll.interval)
+            config = replace(config, splashify=replace(config.splashify, timeout=timeout))
+        elif config.splashify.timeout > config.poll.interval:
             raise ConfigError(
                 "splashify.timeout",
-                f"must be shorter than poll.interval ({config.poll.interval:g}s), "
+                f"must not be longer than poll.interval ({config.poll.interval:g}s), "
                 "or one request could outlast a whole poll cycle",
             )
         return config
@@ -432,6 +460,11 @@ class _Parser:
         if not _API_KEY.fullmatch(key):
             raise ConfigError(
                 place, "holds whitespace or characters outside printable ASCII (value not shown)"
+            )
+        if len(key) < _MIN_API_KEY_LENGTH:
+            raise ConfigError(
+                place, f"too short for an API key: at least {_MIN_API_KEY_LENGTH} characters "
+                "(value not shown)"
             )
         return Secret(key)
 
@@ -551,6 +584,10 @@ class _Parser:
         section = _section(raw, "web", _KEYS["web"])
         return replace(WebConfig(), **self._fields(section, "web", _WEB_FIELDS))
 
+    def _limits(self, raw: object) -> LimitsConfig:
+        section = _section(raw, "limits", _KEYS["limits"])
+        return replace(LimitsConfig(), **self._fields(section, "limits", _LIMITS_FIELDS))
+
     def _shard(self, raw: object) -> Shard:
         section = _section(raw, "shard", _KEYS["shard"])
         fields = self._fields(section, "shard", _SHARD_FIELDS)
@@ -661,6 +698,21 @@ def _rate(value: object, place: str) -> float:
     return rate
 
 
+def _size(value: object, place: str) -> int:
+    """Bytes: an integer, or a size such as `64MiB`, `512KiB`, `10MB` (K, M, G: powers of 1000;
+    Ki, Mi, Gi: of 1024)."""
+    match = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    elif isinstance(value, str) and (match := _SIZE.fullmatch(value.strip())):
+        size = int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+    else:
+        raise ConfigError(place, f"not a size: {_show(value)} (bytes, or e.g. 64MiB, 10MB)")
+    if size < _MIN_RESPONSE_BYTES:
+        raise ConfigError(place, f"must be at least 1KiB, got {_show(value)}")
+    return size
+
+
 def _duration(value: object, place: str) -> float:
     if not isinstance(value, (str, int, float)):
         raise ConfigError(place, f"not a duration: {_show(value)}")
@@ -724,6 +776,10 @@ _SPLASHIFY_FIELDS: dict[str, _FieldParser] = {
 # Ranges are checked on the whole PollConfig, because lookback depends on delay.
 _POLL_FIELDS: dict[str, _FieldParser] = dict.fromkeys(_KEYS["poll"], _duration)
 _WEB_FIELDS: dict[str, _FieldParser] = {"listen_address": _listen_address}
+_LIMITS_FIELDS: dict[str, _FieldParser] = {
+    "max_series_per_target": lambda value, place: _integer(value, place, minimum=1),
+    "max_response_bytes": _size,
+}
 _SHARD_FIELDS: dict[str, _FieldParser] = {
     "index": lambda value, place: _integer(value, place, minimum=0),
     "total": lambda value, place: _integer(value, place, minimum=1),
