@@ -144,7 +144,13 @@ class TargetPoller:
         deadline = started + config.poll.interval * POLL_BUDGET_SHARE
         try:
             body = client.fetch(self.target, query, deadline)
-            answer = parse_answer(body, config.dimensions)
+            answer = parse_answer(
+                body,
+                config.dimensions,
+                window=(window_start, window_end),
+                waba_id=self.target.waba_id,
+                max_series=config.limits.max_series_per_target,
+            )
             evaluation = evaluate(
                 answer.points,
                 now=now,
