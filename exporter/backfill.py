@@ -175,7 +175,13 @@ def fetch_history(
         chunk_end = min(chunk_start + CHUNK_SECONDS, end)
         query = build_query(config, target, chunk_start, chunk_end)
         body = client.fetch(target, query, time.monotonic() + FETCH_BUDGET_SECONDS)
-        answer = parse_answer(body, config.dimensions)
+        answer = parse_answer(
+            body,
+            config.dimensions,
+            window=(chunk_start, chunk_end),
+            waba_id=target.waba_id,
+            max_series=config.limits.max_series_per_target,
+        )
         if target.customer_id is not None and answer.waba_id:
             history.waba_id = answer.waba_id
         history.points.extend(answer.points)
@@ -432,7 +438,7 @@ def run(config: Config, the_plan: Plan, out_path: str) -> tuple[int, int]:
     limiter = RequestLimiter(
         config.splashify.max_concurrency, config.splashify.requests_per_second
     )
-    client = SplashifyClient(config.splashify, limiter)
+    client = SplashifyClient(config.splashify, limiter, limits=config.limits)
     times = the_plan.times
     # The oldest sample needs its whole lookback window; the newest sees buckets up to its end.
     fetch_start = query_window(times[0], config.poll.lookback)[0]

@@ -1,0 +1,279 @@
+"""One upstream answer, read within bounds: time, size and nesting.
+
+`splashify.timeout` bounds a whole attempt (connecting, the headers, the whole body), not each
+socket read as requests' own `timeout` does: an answer that sends a byte every second would
+otherwise never time out. Three means together:
+
+- the connect and read timeouts given to requests are clamped to what is left of the budget,
+  so a silent socket fails by itself;
+- an `AttemptGuard` watches the connections its attempt uses (through the connection classes
+  of `GuardedAdapter`) and, when the budget is spent, shuts their sockets down, which ends a
+  read blocked on a trickle at once;
+- the body is read in chunks, with the deadline checked after each.
+
+`read_body` inflates gzip and deflate itself, with zlib's `max_length`, so a body is decoded no
+further than `limits.max_response_bytes`: a 400 kB gzip bomb costs that limit in memory, never
+its 400 MB. `decode_json` turns anything that is not JSON, including nesting too deep for the
+parser, into a typed error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from exporter.errors import BadResponse, ConnectionFailed, LimitExceeded, Timeout, shown
+
+CHUNK_BYTES = 64 * 1024
+"""Bytes read from the socket per step; the deadline and the size limit are checked per step."""
+
+ERROR_BODY_BYTES = 1 << 20
+"""An error answer (4xx, 5xx) is read this far at most: its body only says why."""
+
+ACCEPT_ENCODING = "gzip, deflate"
+"""What we can inflate within the size limit (not brotli or zstd, even if installed)."""
+
+_current = threading.local()
+
+
+class AttemptGuard:
+    """The deadline of one attempt, and the sockets it must close when the deadline passes.
+
+    Used as a context manager around sending the request and reading its body, in the thread
+    that does both: the connections that thread opens or reuses meanwhile are registered.
+    """
+
+    def __init__(self, budget: float, *, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.budget = budget
+        self._monotonic = monotonic
+        self.deadline = monotonic() + budget
+        self.fired = False
+        """True once the watchdog shut the attempt's sockets down."""
+        self._lock = threading.Lock()
+        self._done = False
+        self._connections: list[HTTPConnection] = []
+        self._timer = threading.Timer(budget, self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> AttemptGuard:
+        _current.guard = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._timer.cancel()
+        with self._lock:
+            self._done = True
+            self._connections.clear()
+        _current.guard = None
+
+    def remaining(self) -> float:
+        """Seconds left, never below a millisecond (a timeout of 0 would mean "don't wait")."""
+        return max(0.001, self.deadline - self._monotonic())
+
+    @property
+    def expired(self) -> bool:
+        return self.fired or self._monotonic() >= self.deadline
+
+    def watch(self, connection: HTTPConnection) -> None:
+        with self._lock:
+            if not self._done and connection not in self._connections:
+                self._connections.append(connection)
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self.fired = True
+            sockets = [c.sock for c in self._connections if c.sock is not None]
+        for sock in sockets:
+            # The plain socket's shutdown, also for a TLS socket: unblocks a read in another
+            # thread without touching the TLS state that thread is using.
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+def _watch(connection: HTTPConnection) -> None:
+    guard = getattr(_current, "guard", None)
+    if guard is not None:
+        guard.watch(connection)
+
+
+class _GuardedHTTPConnection(HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        _watch(self)
+        return super()._new_conn()
+
+    def request(self, *args: Any, **kwargs: Any) -> None:  # a reused connection starts here
+        _watch(self)
+        super().request(*args, **kwargs)
+
+
+class _GuardedHTTPSConnection(HTTPSConnection):
+    def _new_conn(self) -> socket.socket:
+        _watch(self)
+        return super()._new_conn()
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _watch(self)
+        super().request(*args, **kwargs)
+
+
+class _GuardedHTTPConnectionPool(HTTPConnectionPool):
+    ConnectionCls = _GuardedHTTPConnection
+
+
+class _GuardedHTTPSConnectionPool(HTTPSConnectionPool):
+    ConnectionCls = _GuardedHTTPSConnection
+
+
+_POOLS = {"http": _GuardedHTTPConnectionPool, "https": _GuardedHTTPSConnectionPool}
+
+
+class GuardedAdapter(HTTPAdapter):
+    """requests' adapter, with connections an `AttemptGuard` can see (proxied ones too)."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = dict(_POOLS)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager.pool_classes_by_scheme = dict(_POOLS)
+        return manager
+
+
+def guarded_session(user_agent: str) -> requests.Session:
+    session = requests.Session()
+    session.headers["User-Agent"] = user_agent
+    session.headers["Accept-Encoding"] = ACCEPT_ENCODING
+    for prefix in ("http://", "https://"):
+        session.mount(prefix, GuardedAdapter())
+    return session
+
+
+def send(
+    session: requests.Session,
+    url: str,
+    params: dict[str, str],
+    headers: dict[str, str],
+    guard: AttemptGuard,
+) -> requests.Response:
+    """GET `url`, headers read, body not yet; redirects are never followed.
+
+    Sent through the adapter rather than `Session.send`, which reads a redirect's whole body
+    (to free the connection), unbounded, even when asked not to follow it.
+    """
+    prepared = session.prepare_request(
+        requests.Request("GET", url, params=params, headers=headers)
+    )
+    settings = session.merge_environment_settings(prepared.url, {}, None, None, None)
+    adapter = session.get_adapter(prepared.url or url)
+    budget = guard.remaining()
+    return adapter.send(
+        prepared,
+        stream=True,
+        timeout=(budget, budget),
+        verify=settings["verify"],
+        cert=settings["cert"],
+        proxies=settings["proxies"],
+    )
+
+
+def describe_size(size: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale and size % scale == 0:
+            return f"{size // scale} {unit}"
+    return f"{size} bytes"
+
+
+def _too_large(limit: int) -> LimitExceeded:
+    return LimitExceeded(
+        f"the answer is larger than {describe_size(limit)} decoded "
+        f"(limits.max_response_bytes: {limit}); not read further"
+    )
+
+
+class _Inflater:
+    """gzip or zlib-wrapped deflate (told apart by their headers), members one after another."""
+
+    def __init__(self) -> None:
+        self._zlib = zlib.decompressobj(32 + zlib.MAX_WBITS)
+
+    def feed(self, data: bytes, out: bytearray, limit: int) -> None:
+        while data:
+            if self._zlib.eof:  # another gzip member follows: one body all the same
+                self._zlib = zlib.decompressobj(32 + zlib.MAX_WBITS)
+            out += self._zlib.decompress(data, limit - len(out) + 1)
+            if len(out) > limit:
+                raise _too_large(limit)
+            data = self._zlib.unconsumed_tail or (self._zlib.unused_data if self._zlib.eof else b"")
+
+    @property
+    def complete(self) -> bool:
+        return self._zlib.eof
+
+
+def read_body(response: requests.Response, guard: AttemptGuard, limit: int) -> bytes:
+    """The decoded body, at most `limit` bytes of it, before the guard's deadline.
+
+    Raises `LimitExceeded`, `Timeout`, `ConnectionFailed` (the answer broke off) or
+    `BadResponse` (an encoding we did not ask for, a corrupt gzip stream).
+    """
+    encoding = response.headers.get("Content-Encoding", "").strip().lower()
+    inflater: _Inflater | None = None
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        inflater = _Inflater()
+    elif encoding not in ("", "identity"):
+        raise BadResponse(f"answer in a Content-Encoding we did not ask for: {shown(encoding)}")
+    declared = response.headers.get("Content-Length", "").strip()
+    short = declared.isascii() and declared.isdigit() and len(declared) < 20
+    if inflater is None and short and int(declared) > limit:
+        raise _too_large(limit)
+    out = bytearray()
+    try:
+        for chunk in response.raw.stream(CHUNK_BYTES, decode_content=False):
+            if inflater is None:
+                out += chunk
+                if len(out) > limit:
+                    raise _too_large(limit)
+            else:
+                inflater.feed(chunk, out, limit)
+            if guard.expired:
+                raise attempt_timeout(guard)
+    except (Urllib3Error, OSError) as exc:
+        if guard.expired:
+            raise attempt_timeout(guard) from None
+        detail = shown(f"{type(exc).__name__}: {exc}")
+        raise ConnectionFailed(f"the answer broke off: {detail}") from None
+    except zlib.error:
+        raise BadResponse("the compressed answer is corrupt") from None
+    if inflater is not None and not inflater.complete:
+        raise BadResponse("the compressed answer is cut short")
+    return bytes(out)
+
+
+def attempt_timeout(guard: AttemptGuard) -> Timeout:
+    return Timeout(f"no complete answer within {guard.budget:g}s (splashify.timeout)")
+
+
+def decode_json(data: bytes) -> object:
+    """The JSON value in `data`; `BadResponse` for anything else (not UTF-8, not JSON, nested
+    too deeply for the parser)."""
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        kind = "nested too deeply" if isinstance(exc, RecursionError) else "not valid JSON"
+        raise BadResponse(f"the answer is {kind}") from None
