@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import (
     CollectorRegistry,
     ProcessCollector,
@@ -23,12 +22,13 @@ from prometheus_client import (
 from prometheus_client.registry import Collector
 
 from exporter.client import SplashifyClient
+from exporter.clockstep import ClockStepWatcher
 from exporter.collector import ConversationCollector
 from exporter.config import Config
 from exporter.poller import TargetPoller, same_series
 from exporter.ratelimit import RequestLimiter
 from exporter.render import ExpositionCache
-from exporter.scheduler import start_scheduler, sync_jobs
+from exporter.scheduler import PollScheduler, start_scheduler, sync_jobs
 from exporter.selfmetrics import SelfMetrics
 from exporter.snapshot import SnapshotStore
 
@@ -45,7 +45,8 @@ class Exporter:
         self.store = SnapshotStore(config.dimensions)
         self._clock = clock
         self._reload_lock = threading.Lock()
-        self._scheduler: BackgroundScheduler | None = None
+        self._scheduler: PollScheduler | None = None
+        self._clock_watch = ClockStepWatcher(self._clock_stepped_back)
         self._pollers: dict[str, TargetPoller] = {}
         self.collector = ConversationCollector(self.store, config.poll.stale_after, clock=clock)
         process = ProcessCollector(registry=None)
@@ -88,6 +89,7 @@ class Exporter:
             self._limiter,
             on_response=self.metrics.count_response,
             stop=self.stopping,
+            limits=config.limits,
         )
         pollers: dict[str, TargetPoller] = {}
         for target in config.targets:
@@ -125,6 +127,9 @@ class Exporter:
             # reload's answer.
             self.cache.refresh()
             if self._scheduler is not None:
+                # A new max_concurrency: new request slots (the limiter, above) and as many
+                # poll workers.
+                self._scheduler.resize(config.splashify.max_concurrency)
                 # Targets whose data the reload dropped (new dimensions) are polled at once.
                 unpolled = [
                     p.target.name for p in self.pollers if not self.store.get(p.target.name)
@@ -142,10 +147,20 @@ class Exporter:
             self.config.splashify.max_concurrency,
             self.stopping,
         )
+        self._clock_watch.start()
+
+    def _clock_stepped_back(self, step: float) -> None:
+        log.warning(
+            "the wall clock stepped back by %.0fs: every poll is rescheduled from the new time",
+            -step,
+        )
+        if self._scheduler is not None:
+            self._scheduler.reschedule_from_now()
 
     def stop(self) -> None:
         """Stop scheduling; backoffs and waits for a token end at once."""
         self.stopping.set()
+        self._clock_watch.stop()
         self.cache.stop()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
