@@ -248,7 +248,12 @@ def _serve(
         if config_path is None:
             return False, "no config file to reload (--demo)"
         with reload_lock:
-            return _reload(config_path)
+            try:
+                return _reload(config_path)
+            except Exception as error:  # a bug of ours: the process and the old config stay
+                log.exception("config reload failed unexpectedly")
+                exporter.metrics.reloaded(False)
+                return False, f"internal error: {type(error).__name__}"
 
     def _reload(path: str) -> tuple[bool, str]:
         try:
@@ -289,9 +294,21 @@ def _serve(
     def request_reload(_signum: int, _frame: object) -> None:
         reload_requested.set()  # done by the main loop, not inside the signal handler
 
+    def reload_on_request() -> None:
+        # Reloads run here, not in the main thread: reading the config can block (a FIFO, a
+        # hung network mount), and the main thread must stay free to act on SIGTERM.
+        while not stop.is_set():
+            if not reload_requested.wait(0.2) or stop.is_set():
+                continue
+            reload_requested.clear()
+            ok, message = reload_config()
+            if not ok and config_path is None:
+                log.warning("SIGHUP ignored: %s", message)
+
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGHUP, request_reload)
+    threading.Thread(target=reload_on_request, name="reload", daemon=True).start()
     exporter.start_polling()
     log.info(
         "listening on %s, polling %d target(s) every %gs",
@@ -300,11 +317,7 @@ def _serve(
         config.poll.interval,
     )
     while not stop.wait(0.2):
-        if reload_requested.is_set():
-            reload_requested.clear()
-            ok, message = reload_config()
-            if not ok and config_path is None:
-                log.warning("SIGHUP ignored: %s", message)
+        pass
     exporter.stop()
     server.shutdown()
     server.server_close()
@@ -315,10 +328,11 @@ def _serve(
 def _leave_without_stragglers(grace: float) -> None:
     """Give polls in flight `grace` seconds, then exit without them.
 
-    A request to a slow upstream can outlive any timeout we set (the timeout is per socket
-    read), and the interpreter would wait for its worker thread at exit: concurrent.futures
-    joins its workers even when they are daemon threads, as APScheduler's are. Nothing is lost
-    by not waiting: the exporter keeps no state beyond the process.
+    A poll in flight may need up to `splashify.timeout` to end, and a reload may be blocked
+    reading the config (a FIFO, a hung mount); the interpreter would wait for such threads at
+    exit: concurrent.futures joins its workers even when they are daemon threads, as
+    APScheduler's are. Nothing is lost by not waiting: the exporter keeps no state beyond the
+    process.
     """
     deadline = time.monotonic() + grace
     others = [t for t in threading.enumerate() if t is not threading.current_thread()]
