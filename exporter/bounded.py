@@ -64,6 +64,7 @@ class AttemptGuard:
         self._lock = threading.Lock()
         self._done = False
         self._connections: list[HTTPConnection] = []
+        self._sockets: list[socket.socket] = []
         self._timer = threading.Timer(budget, self._fire)
         self._timer.daemon = True
 
@@ -77,6 +78,7 @@ class AttemptGuard:
         with self._lock:
             self._done = True
             self._connections.clear()
+            self._sockets.clear()
         _current.guard = None
 
     def remaining(self) -> float:
@@ -88,9 +90,17 @@ class AttemptGuard:
         return self.fired or self._monotonic() >= self.deadline
 
     def watch(self, connection: HTTPConnection) -> None:
+        """Close `connection`'s socket at the deadline: the one it has then, and the one it
+        had when last seen (http.client lets go of it once a response that ends the
+        connection has its headers, while the body is still read from it)."""
         with self._lock:
-            if not self._done and connection not in self._connections:
+            if self._done:
+                return
+            if connection not in self._connections:
                 self._connections.append(connection)
+            sock = connection.sock
+            if sock is not None and sock not in self._sockets:
+                self._sockets.append(sock)
 
     def _fire(self) -> None:
         with self._lock:
@@ -98,6 +108,7 @@ class AttemptGuard:
                 return
             self.fired = True
             sockets = [c.sock for c in self._connections if c.sock is not None]
+            sockets += [s for s in self._sockets if s not in sockets]
         for sock in sockets:
             # The plain socket's shutdown, also for a TLS socket: unblocks a read in another
             # thread without touching the TLS state that thread is using.
@@ -113,8 +124,12 @@ def _watch(connection: HTTPConnection) -> None:
 
 class _GuardedHTTPConnection(HTTPConnection):
     def _new_conn(self) -> socket.socket:
-        _watch(self)
+        _watch(self)  # its `sock` while a TLS handshake runs
         return super()._new_conn()
+
+    def connect(self) -> None:
+        super().connect()
+        _watch(self)  # the socket it will read from
 
     def request(self, *args: Any, **kwargs: Any) -> None:  # a reused connection starts here
         _watch(self)
@@ -125,6 +140,10 @@ class _GuardedHTTPSConnection(HTTPSConnection):
     def _new_conn(self) -> socket.socket:
         _watch(self)
         return super()._new_conn()
+
+    def connect(self) -> None:
+        super().connect()
+        _watch(self)
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         _watch(self)
@@ -226,7 +245,7 @@ class _Inflater:
         return self._zlib.eof
 
 
-def read_body(response: requests.Response, guard: AttemptGuard, limit: int) -> bytes:
+def read_body(response: requests.Response, guard: AttemptGuard, limit: int) -> bytearray:
     """The decoded body, at most `limit` bytes of it, before the guard's deadline.
 
     Raises `LimitExceeded`, `Timeout`, `ConnectionFailed` (the answer broke off) or
@@ -262,14 +281,14 @@ def read_body(response: requests.Response, guard: AttemptGuard, limit: int) -> b
         raise BadResponse("the compressed answer is corrupt") from None
     if inflater is not None and not inflater.complete:
         raise BadResponse("the compressed answer is cut short")
-    return bytes(out)
+    return out  # not copied into bytes: at the limit, that would double the peak
 
 
 def attempt_timeout(guard: AttemptGuard) -> Timeout:
     return Timeout(f"no complete answer within {guard.budget:g}s (splashify.timeout)")
 
 
-def decode_json(data: bytes) -> object:
+def decode_json(data: bytes | bytearray) -> object:
     """The JSON value in `data`; `BadResponse` for anything else (not UTF-8, not JSON, nested
     too deeply for the parser)."""
     try:

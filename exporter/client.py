@@ -252,7 +252,9 @@ class SplashifyClient:
             raise error
         return body  # its shape is for exporter/parse.py to judge
 
-    def _body(self, response: requests.Response, guard: AttemptGuard, status: int) -> bytes | None:
+    def _body(
+        self, response: requests.Response, guard: AttemptGuard, status: int
+    ) -> bytearray | None:
         """The answer's body, read within the guard's bounds; then the connection is freed.
 
         A success must come whole. An error answer is classified by its status when its body

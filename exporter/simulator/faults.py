@@ -104,7 +104,8 @@ def hostile_answer(
     if kind == "extra_points":
         return 200, _wrapped(waba_id, [*points, *payload]), {}
     if kind == "raw_body":
-        return 200, bytes(payload), {}
+        data, headers = payload
+        return 200, data, headers
     if kind == "gzip_bomb":
         return 200, gzip_bomb(waba_id, int(payload)), {"Content-Encoding": "gzip"}
     if kind == "cardinality":

@@ -179,9 +179,9 @@ class Fault:
         return cls("extra_points", payload=points)
 
     @classmethod
-    def raw_body(cls, body: bytes) -> Fault:
-        """200 with exactly these bytes (e.g. 100k nested `[`)."""
-        return cls("raw_body", payload=bytes(body))
+    def raw_body(cls, body: bytes, headers: dict[str, str] | None = None) -> Fault:
+        """200 with exactly these bytes (e.g. 100k nested `[`), and these headers."""
+        return cls("raw_body", payload=(bytes(body), dict(headers or {})))
 
     @classmethod
     def gzip_bomb(cls, inflated_bytes: int) -> Fault:
@@ -293,16 +293,23 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         data = raw_head + response.body if drip_headers else response.body
         limit = len(data) if limit is None else limit
-        stopping = self.server.simulator._stopping
+        simulator = self.server.simulator
+        sent = 0
         try:
             for i in range(min(limit, len(data))):
-                if stopping.wait(fault.seconds):
+                if simulator._stopping.wait(fault.seconds):
                     return
                 self.wfile.write(data[i : i + 1])
                 self.wfile.flush()
+                sent += 1
             self.wfile.write(data[limit:])
+            self.wfile.flush()
+            sent = len(data)
         except OSError:  # the client gave up: that is what a drip is for
             self.close_connection = True
+        finally:
+            with simulator._lock:
+                simulator._drips.append((sent, len(data)))
 
     def log_message(self, format: str, *args: Any) -> None:
         # The stdlib writes every request to stderr; a test run or the demo wants quiet.
@@ -364,6 +371,7 @@ class Simulator:
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._faults: dict[str | None, _ArmedFault] = {}
+        self._drips: list[tuple[int, int]] = []
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -431,6 +439,13 @@ class Simulator:
     def requests_for(self, waba_id: str) -> list[RecordedRequest]:
         """The requests that reached the account `waba_id`, by either route."""
         return [r for r in self.requests if r.account_waba_id == waba_id]
+
+    @property
+    def drips(self) -> list[tuple[int, int]]:
+        """(bytes sent, bytes in the answer) of every drip-fed answer that ended; fewer sent
+        means the client hung up first."""
+        with self._lock:
+            return list(self._drips)
 
     def clear_requests(self) -> None:
         with self._lock:
