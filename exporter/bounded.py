@@ -39,6 +39,9 @@ from exporter.errors import BadResponse, ConnectionFailed, LimitExceeded, Timeou
 CHUNK_BYTES = 64 * 1024
 """Bytes read from the socket per step; the deadline and the size limit are checked per step."""
 
+INFLATE_STEP_BYTES = 1 << 20
+"""Decoded bytes made per call to zlib at most."""
+
 ERROR_BODY_BYTES = 1 << 20
 """An error answer (4xx, 5xx) is read this far at most: its body only says why."""
 
@@ -235,7 +238,9 @@ class _Inflater:
         while data:
             if self._zlib.eof:  # another gzip member follows: one body all the same
                 self._zlib = zlib.decompressobj(32 + zlib.MAX_WBITS)
-            out += self._zlib.decompress(data, limit - len(out) + 1)
+            # At most a chunk at a time: one call's output is a bytes object of its own, and
+            # a bomb's whole limit in one piece would be held twice while it is appended.
+            out += self._zlib.decompress(data, min(INFLATE_STEP_BYTES, limit - len(out) + 1))
             if len(out) > limit:
                 raise _too_large(limit)
             data = self._zlib.unconsumed_tail or (self._zlib.unused_data if self._zlib.eof else b"")
@@ -288,11 +293,17 @@ def attempt_timeout(guard: AttemptGuard) -> Timeout:
     return Timeout(f"no complete answer within {guard.budget:g}s (splashify.timeout)")
 
 
-def decode_json(data: bytes | bytearray) -> object:
+def decode_json(data: bytearray) -> object:
     """The JSON value in `data`; `BadResponse` for anything else (not UTF-8, not JSON, nested
-    too deeply for the parser)."""
+    too deeply for the parser).
+
+    Consumes `data`: it is emptied once its text is decoded, so that a big answer is not held
+    three times (bytes, text and objects) while it is parsed.
+    """
     try:
-        return json.loads(data)
+        text = data.decode(json.detect_encoding(data), "surrogatepass")  # as json.loads does
+        data.clear()
+        return json.loads(text)
     except (ValueError, RecursionError) as exc:
         kind = "nested too deeply" if isinstance(exc, RecursionError) else "not valid JSON"
         raise BadResponse(f"the answer is {kind}") from None

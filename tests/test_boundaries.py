@@ -133,7 +133,7 @@ def test_the_parser_raises_only_its_typed_errors(
 )
 def test_the_body_decoder_gives_json_or_a_bad_response(data: bytes) -> None:
     with contextlib.suppress(BadResponse):
-        decode_json(data)
+        decode_json(bytearray(data))
 
 
 @settings(max_examples=500)

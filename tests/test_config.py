@@ -441,7 +441,8 @@ ERRORS = [
     ("sk_live_only_a_key\n", "the top level must be a mapping, got a string"),
     (
         MINIMAL + "extra: 1\n",
-        "unknown key extra (one of splashify, poll, dimensions, filters, targets, web, shard, limits)",
+        "unknown key extra (one of splashify, poll, dimensions, filters, targets, web, shard, "
+        "limits)",
     ),
     (
         MINIMAL + "1: x\n",
@@ -449,7 +450,8 @@ ERRORS = [
     ),
     (
         MINIMAL + '"a.b\\n": x\n',
-        'unknown key "a.b\\n" (one of splashify, poll, dimensions, filters, targets, web, shard, limits)',
+        'unknown key "a.b\\n" (one of splashify, poll, dimensions, filters, targets, web, shard, '
+        "limits)",
     ),
     (
         splashify("base_ur: x"),
@@ -1298,7 +1300,10 @@ def test_a_printable_key_is_taken_as_it_is(key: str) -> None:
 
 
 def test_date_and_binary_values_are_rejected_by_kind() -> None:
-    raw = {"splashify": {"api_key": "k-123456"}, "targets": [{"customer_id": datetime.date(2024, 1, 1)}]}
+    raw = {
+        "splashify": {"api_key": "k-123456"},
+        "targets": [{"customer_id": datetime.date(2024, 1, 1)}],
+    }
     with pytest.raises(ConfigError) as caught:
         parse_config(raw, {})
     assert str(caught.value) == "targets[0].customer_id: expected a string, got a date"
@@ -1308,7 +1313,8 @@ def test_date_and_binary_values_are_rejected_by_kind() -> None:
     ("text", "expected"),
     [
         (
-            "splashify: {api_key: k-123456}\ntargets: [{waba_id: '1'}]\ntargets: [{waba_id: '2'}]\n",
+            "splashify: {api_key: k-123456}\ntargets: [{waba_id: '1'}]\n"
+            "targets: [{waba_id: '2'}]\n",
             'c.yaml:3:1: invalid YAML: while constructing a mapping, duplicate key "targets"',
         ),
         (

@@ -55,21 +55,28 @@ def odd_label_point(query: AnalyticsQuery, key: str, value: object) -> dict[str,
     return point
 
 
-def cardinality_points(query: AnalyticsQuery, label_sets: int) -> list[dict[str, object]]:
-    """`label_sets` points of one bucket, each with its own phone number (the other asked
-    dimensions fixed), as an account with that many numbers would answer."""
-    start = newest_complete_bucket(query)
+def cardinality_points(
+    query: AnalyticsQuery, label_sets: int, buckets: int = 1
+) -> list[dict[str, object]]:
+    """`label_sets` points per bucket, each with its own phone number (the other asked
+    dimensions fixed), as an account with that many numbers would answer; in the newest
+    complete bucket, or in each of the `buckets` newest ones of the window."""
+    newest = newest_complete_bucket(query)
     fixed = {k: "X" for k in _point_keys(query)}
     points = []
-    for i in range(label_sets):
-        point: dict[str, object] = {
-            "start": start,
-            "end": start + HALF_HOUR_SECONDS,
-            "conversation": 1 + i % 7,
-        }
-        point.update(fixed)
-        point["phone_number"] = f"9{i:011d}"
-        points.append(point)
+    for b in range(buckets):
+        start = newest - b * HALF_HOUR_SECONDS
+        if start < query.start:
+            break
+        for i in range(label_sets):
+            point: dict[str, object] = {
+                "start": start,
+                "end": start + HALF_HOUR_SECONDS,
+                "conversation": 1 + i % 7,
+            }
+            point.update(fixed)
+            point["phone_number"] = f"9{i:011d}"
+            points.append(point)
     return points
 
 
@@ -109,7 +116,8 @@ def hostile_answer(
     if kind == "gzip_bomb":
         return 200, gzip_bomb(waba_id, int(payload)), {"Content-Encoding": "gzip"}
     if kind == "cardinality":
-        return 200, _wrapped(waba_id, cardinality_points(query, int(payload))), {}
+        label_sets, buckets = payload
+        return 200, _wrapped(waba_id, cardinality_points(query, label_sets, buckets)), {}
     if kind == "redirect":
         status, location = payload
         body = json.dumps({"success": False, "message": "moved"}).encode()

@@ -190,9 +190,10 @@ class Fault:
         return cls("gzip_bomb", payload=inflated_bytes)
 
     @classmethod
-    def cardinality(cls, label_sets: int) -> Fault:
-        """200 with `label_sets` distinct phone numbers in one bucket."""
-        return cls("cardinality", payload=label_sets)
+    def cardinality(cls, label_sets: int, buckets: int = 1) -> Fault:
+        """200 with `label_sets` distinct phone numbers, in one bucket or in each of the
+        `buckets` newest complete ones."""
+        return cls("cardinality", payload=(label_sets, buckets))
 
     @classmethod
     def redirect(cls, location: str, status: int = 302) -> Fault:
