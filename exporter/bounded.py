@@ -7,8 +7,8 @@ otherwise never time out. Three means together:
 - the connect and read timeouts given to requests are clamped to what is left of the budget,
   so a silent socket fails by itself;
 - an `AttemptGuard` watches the connections its attempt uses (through the connection classes
-  of `GuardedAdapter`) and, when the budget is spent, shuts their sockets down, which ends a
-  read blocked on a trickle at once;
+  of `GuardedAdapter`) and, when the budget is spent, one watchdog thread shared by every
+  attempt shuts their sockets down, which ends a read blocked on a trickle at once;
 - the body is read in chunks, with the deadline checked after each.
 
 `read_body` inflates gzip and deflate itself, with zlib's `max_length`, so a body is decoded no
@@ -20,12 +20,13 @@ parser, into a typed error.
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import json
 import socket
 import threading
 import time
 import zlib
-from collections.abc import Callable
 from typing import Any
 
 import requests
@@ -51,6 +52,43 @@ ACCEPT_ENCODING = "gzip, deflate"
 _current = threading.local()
 
 
+class _Watchdog:
+    """One thread for every attempt's deadline: a heap of (deadline, guard), earliest first.
+
+    Starting a timer thread per attempt would put a thread start (which waits for the new
+    thread to run) between taking a request token and sending, on a busy machine enough to
+    bunch requests past `requests_per_second`. A finished guard's entry is dropped when its
+    deadline comes up.
+    """
+
+    def __init__(self) -> None:
+        self._wakeup = threading.Condition()
+        self._heap: list[tuple[float, int, AttemptGuard]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, guard: AttemptGuard) -> None:
+        with self._wakeup:
+            heapq.heappush(self._heap, (guard.deadline, next(self._order), guard))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="deadlines", daemon=True)
+                self._thread.start()
+            if self._heap[0][2] is guard:
+                self._wakeup.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._wakeup:
+                while not self._heap or self._heap[0][0] > time.monotonic():
+                    timeout = self._heap[0][0] - time.monotonic() if self._heap else None
+                    self._wakeup.wait(timeout)
+                _, _, guard = heapq.heappop(self._heap)
+            guard.fire()
+
+
+_watchdog = _Watchdog()
+
+
 class AttemptGuard:
     """The deadline of one attempt, and the sockets it must close when the deadline passes.
 
@@ -58,26 +96,22 @@ class AttemptGuard:
     that does both: the connections that thread opens or reuses meanwhile are registered.
     """
 
-    def __init__(self, budget: float, *, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, budget: float) -> None:
         self.budget = budget
-        self._monotonic = monotonic
-        self.deadline = monotonic() + budget
+        self.deadline = time.monotonic() + budget
         self.fired = False
         """True once the watchdog shut the attempt's sockets down."""
         self._lock = threading.Lock()
         self._done = False
         self._connections: list[HTTPConnection] = []
         self._sockets: list[socket.socket] = []
-        self._timer = threading.Timer(budget, self._fire)
-        self._timer.daemon = True
 
     def __enter__(self) -> AttemptGuard:
         _current.guard = self
-        self._timer.start()
+        _watchdog.watch(self)
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self._timer.cancel()
         with self._lock:
             self._done = True
             self._connections.clear()
@@ -86,11 +120,11 @@ class AttemptGuard:
 
     def remaining(self) -> float:
         """Seconds left, never below a millisecond (a timeout of 0 would mean "don't wait")."""
-        return max(0.001, self.deadline - self._monotonic())
+        return max(0.001, self.deadline - time.monotonic())
 
     @property
     def expired(self) -> bool:
-        return self.fired or self._monotonic() >= self.deadline
+        return self.fired or time.monotonic() >= self.deadline
 
     def watch(self, connection: HTTPConnection) -> None:
         """Close `connection`'s socket at the deadline: the one it has then, and the one it
@@ -105,7 +139,8 @@ class AttemptGuard:
             if sock is not None and sock not in self._sockets:
                 self._sockets.append(sock)
 
-    def _fire(self) -> None:
+    def fire(self) -> None:
+        """The deadline passed: shut down every socket of the attempt (if it is still on)."""
         with self._lock:
             if self._done:
                 return

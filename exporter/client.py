@@ -213,7 +213,7 @@ class SplashifyClient:
         with self._limiter.request():
             if self._stop.is_set():  # waited for a slot or a token while shutting down
                 raise Cancelled
-            with AttemptGuard(self._config.timeout, monotonic=self._monotonic) as guard:
+            with AttemptGuard(self._config.timeout) as guard:
                 try:
                     response = send(self._session(), url, params, headers, guard)
                 except requests.RequestException as exc:

@@ -16,6 +16,7 @@ import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from operator import itemgetter
 
 from exporter.errors import BadResponse, LimitExceeded, shown
@@ -90,6 +91,14 @@ def _label_value(value: object, where: str) -> str:
         message = f"{where}: a label value that is not valid text: {shown(value, 40)}"
         raise BadResponse(message) from None
     return sys.intern(value)
+
+
+def _when(timestamp: int) -> str:
+    """A bucket start as UTC time when it is one (year 1 to 9999), else the number."""
+    try:
+        return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
+    except (OverflowError, ValueError, OSError):
+        return str(timestamp)
 
 
 def _kind(value: object) -> str:
@@ -206,8 +215,8 @@ def parse_answer(
             raise BadResponse(f"data_points[{index}]: {start}..{end} is not a half-hour bucket")
         if not first <= start <= last:
             raise BadResponse(
-                f"data_points[{index}]: the bucket at {start} is outside the window asked for "
-                f"({first}..{last})"
+                f"data_points[{index}]: a bucket at {_when(start)} is outside the window asked "
+                f"for ({_when(first)} to {_when(last)})"
             )
         raw_labels = read_labels(raw)
         try:
