@@ -17,7 +17,7 @@ from functools import lru_cache
 from typing import Any
 
 from exporter.buckets import latest_complete_bucket
-from exporter.query import AnalyticsQuery
+from exporter.query import END_MARGIN_SECONDS, AnalyticsQuery
 from exporter.vocabulary import DIMENSIONS, HALF_HOUR_SECONDS
 
 HOSTILE_KINDS = frozenset(
@@ -36,8 +36,9 @@ def _point_keys(query: AnalyticsQuery) -> list[str]:
 
 
 def newest_complete_bucket(query: AnalyticsQuery) -> int:
-    """A bucket inside the query's window that a poll with the default 30m delay reports."""
-    return max(query.start, latest_complete_bucket(query.end, 1800))
+    """The bucket that a poll with the default 30m delay reports, by the clock of the exporter
+    that built the query (`end` is that clock minus a margin)."""
+    return max(query.start, latest_complete_bucket(query.end + END_MARGIN_SECONDS, 1800))
 
 
 def _wrapped(waba_id: str, points: Sequence[object]) -> bytes:
