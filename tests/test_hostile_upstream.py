@@ -198,7 +198,7 @@ def test_an_answer_that_trickles_in_times_out_as_a_whole(
 
 
 def test_a_drip_frees_its_request_slot_and_fails_its_poll(simulator: Simulator) -> None:
-    exporter = make_exporter(simulator, max_concurrency=1, timeout=1.0)
+    exporter = make_exporter(simulator, max_concurrency=1, timeout=2.0)
     assert exporter.poll_all_once()
     simulator.set_fault(Fault.drip(0.3, limit=60), waba_id=HOSTILE.waba_id)
     outcome: list[bool] = []
