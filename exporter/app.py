@@ -15,7 +15,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import (
     CollectorRegistry,
     ProcessCollector,
@@ -26,8 +25,9 @@ from prometheus_client.registry import Collector
 from exporter import __version__
 from exporter.config import Config, ConfigError, ListenAddress, Shard, WebConfig, load_config
 from exporter.logs import add_secrets
+from exporter.pipeline.clockstep import ClockStepWatcher
 from exporter.pipeline.poller import TargetPoller, same_series
-from exporter.pipeline.scheduler import start_scheduler, sync_jobs
+from exporter.pipeline.scheduler import PollScheduler, start_scheduler, sync_jobs
 from exporter.pipeline.sharding import shard_config
 from exporter.pipeline.snapshot import SnapshotStore
 from exporter.pipeline.status import scheduled_runs
@@ -99,7 +99,8 @@ class Exporter:
         self.started = clock()
         self._reload_lock = threading.Lock()
         self._reload_from_lock = threading.Lock()
-        self._scheduler: BackgroundScheduler | None = None
+        self._scheduler: PollScheduler | None = None
+        self._clock_watch = ClockStepWatcher(self._clock_stepped_back)
         self._pollers: dict[str, TargetPoller] = {}
         self.collector = ConversationCollector(self.store, config.poll.stale_after, clock=clock)
         process = ProcessCollector(registry=None)
@@ -143,6 +144,7 @@ class Exporter:
             on_response=self.metrics.count_response,
             on_usage=self.metrics.record_usage,
             stop=self.stopping,
+            limits=config.limits,
         )
         pollers: dict[str, TargetPoller] = {}
         for target in config.targets:
@@ -180,6 +182,9 @@ class Exporter:
             # reload's answer.
             self.cache.refresh()
             if self._scheduler is not None:
+                # A new max_concurrency: new request slots (the limiter, above) and as many
+                # poll workers.
+                self._scheduler.resize(config.splashify.max_concurrency)
                 # Targets whose data the reload dropped (new dimensions) are polled at once.
                 unpolled = [
                     p.target.name for p in self.pollers if not self.store.get(p.target.name)
@@ -197,17 +202,25 @@ class Exporter:
         """
         with self._reload_from_lock:
             try:
-                loaded = load_config(path)
-            except ConfigError as error:
-                log.error("config reload failed, the running config stays: %s", error)
+                return self._reload_from(path, overrides)
+            except Exception as error:  # a bug of ours: the process and the old config stay
+                log.exception("config reload failed unexpectedly")
                 self.metrics.reloaded(False)
-                return False, str(error)
-            new = overrides.apply(loaded)
-            add_secrets([new.splashify.api_key.reveal()])
-            self.reload(new)
-            self.metrics.reloaded(True)
-            log_shard(new, len(loaded.targets))
-            return True, f"config reloaded: {summary(new, len(loaded.targets))}"
+                return False, f"internal error: {type(error).__name__}"
+
+    def _reload_from(self, path: str, overrides: Overrides) -> tuple[bool, str]:
+        try:
+            loaded = load_config(path)
+        except ConfigError as error:
+            log.error("config reload failed, the running config stays: %s", error)
+            self.metrics.reloaded(False)
+            return False, str(error)
+        new = overrides.apply(loaded)
+        add_secrets([new.splashify.api_key.reveal()])
+        self.reload(new)
+        self.metrics.reloaded(True)
+        log_shard(new, len(loaded.targets))
+        return True, f"config reloaded: {summary(new, len(loaded.targets))}"
 
     def start_polling(self) -> None:
         self.cache.start()
@@ -217,10 +230,20 @@ class Exporter:
             self.config.splashify.max_concurrency,
             self.stopping,
         )
+        self._clock_watch.start()
+
+    def _clock_stepped_back(self, step: float) -> None:
+        log.warning(
+            "the wall clock stepped back by %.0fs: every poll is rescheduled from the new time",
+            -step,
+        )
+        if self._scheduler is not None:
+            self._scheduler.reschedule_from_now()
 
     def stop(self) -> None:
         """Stop scheduling; backoffs and waits for a token end at once."""
         self.stopping.set()
+        self._clock_watch.stop()
         self.cache.stop()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)

@@ -283,11 +283,23 @@ def _serve(
         stop.set()
 
     def request_reload(_signum: int, _frame: object) -> None:
-        reload_requested.set()  # done by the main loop, not inside the signal handler
+        reload_requested.set()  # done by the reload thread, not inside the signal handler
+
+    def reload_on_request() -> None:
+        # Reloads run here, not in the main thread: reading the config can block (a FIFO, a
+        # hung network mount), and the main thread must stay free to act on SIGTERM.
+        while not stop.is_set():
+            if not reload_requested.wait(0.2) or stop.is_set():
+                continue
+            reload_requested.clear()
+            ok, message = reload_config()
+            if not ok and config_path is None:
+                log.warning("SIGHUP ignored: %s", message)
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGHUP, request_reload)
+    threading.Thread(target=reload_on_request, name="reload", daemon=True).start()
     exporter.start_polling()
     log.info(
         "listening on %s, polling %d target(s) every %gs",
@@ -295,12 +307,7 @@ def _serve(
         len(config.targets),
         config.poll.interval,
     )
-    while not stop.wait(0.2):
-        if reload_requested.is_set():
-            reload_requested.clear()
-            ok, message = reload_config()
-            if not ok and config_path is None:
-                log.warning("SIGHUP ignored: %s", message)
+    stop.wait()
     exporter.stop()
     server.shutdown()
     server.server_close()
@@ -311,10 +318,11 @@ def _serve(
 def _leave_without_stragglers(grace: float) -> None:
     """Give polls in flight `grace` seconds, then exit without them.
 
-    A request to a slow upstream can outlive any timeout we set (the timeout is per socket
-    read), and the interpreter would wait for its worker thread at exit: concurrent.futures
-    joins its workers even when they are daemon threads, as APScheduler's are. Nothing is lost
-    by not waiting: the exporter keeps no state beyond the process.
+    A poll in flight may need up to `splashify.timeout` to end, and a reload may be blocked
+    reading the config (a FIFO, a hung mount); the interpreter would wait for such threads at
+    exit: concurrent.futures joins its workers even when they are daemon threads, as
+    APScheduler's are. Nothing is lost by not waiting: the exporter keeps no state beyond the
+    process.
     """
     deadline = time.monotonic() + grace
     others = [t for t in threading.enumerate() if t is not threading.current_thread()]

@@ -119,3 +119,27 @@ def test_quick_run_reports_every_server_and_column(
     # tracker is its own helper, and lives as long as this process.)
     left = {pid: Path(f"/proc/{pid}/cmdline").read_bytes() for pid in _children() - before}
     assert not {pid: cmd for pid, cmd in left.items() if b"resource_tracker" not in cmd}
+
+
+def test_memory_quick_run_reports_every_scenario_and_its_outcome(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench.memory import main as memory_main
+
+    raw = tmp_path / "memory.json"
+    assert memory_main(["--quick", "--json", str(raw)]) == 0
+    report = capsys.readouterr().out
+    header, *rows = _table(report, "| scenario |")
+    assert header == ["scenario", "answer", "limits", "outcome", "peak RSS MiB"]
+    outcomes = {row[0]: row[3] for row in rows}
+    assert outcomes == {
+        "healthy (demo account)": "success",
+        "gzip bomb": "failed: limit_exceeded",
+        "2,000 label sets": "failed: limit_exceeded",
+        "400 label sets x 12 half hours": "success",
+        "2,000 label sets, limit raised": "success",
+    }
+    results = json.loads(raw.read_text())
+    assert [r["scenario"] for r in results] == [row[0] for row in rows]
+    assert all(r["peak_rss_mib"] > 0 for r in results)  # measured, not judged
+    assert [r["exit_code"] for r in results] == [0, 1, 1, 0, 0]

@@ -72,7 +72,10 @@ def test_check_config_ok(simulator, tmp_path) -> None:
 BAD_CONFIGS = [
     ({"targets": [{"name": "x"}]}, "targets[0].waba_id: required"),
     ({"poll": {"delay": "3x"}}, 'poll.delay: not a duration: "3x"'),
-    ({"splashify": {"base_ur": "http://x", "api_key": "k"}}, "unknown key splashify.base_ur"),
+    (
+        {"splashify": {"base_ur": "http://x", "api_key": "k-123456"}},
+        "unknown key splashify.base_ur",
+    ),
     ({"dimensions": ["CUNTRY"]}, "dimensions[0]"),
 ]
 

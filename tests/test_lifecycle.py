@@ -76,7 +76,7 @@ def test_reload_by_sighup_and_http(simulator, start_exporter, tmp_path: Path) ->
     assert response.status_code == 500
     assert (
         response.text.strip() == "failed to reload config: unknown key targetz (one of "
-        "splashify, poll, dimensions, filters, targets, web, shard)"
+        "splashify, poll, dimensions, filters, targets, web, shard, limits)"
     )
     families = exporter.scrape()
     assert families["whatsapp_exporter_config_last_reload_successful"].samples[0].value == 0

@@ -58,7 +58,13 @@ def fetch_history(
         chunk_end = min(chunk_start + CHUNK_SECONDS, end)
         query = build_query(config, target, chunk_start, chunk_end)
         body = client.fetch(target, query, time.monotonic() + FETCH_BUDGET_SECONDS)
-        answer = parse_answer(body, config.dimensions)
+        answer = parse_answer(
+            body,
+            config.dimensions,
+            window=(chunk_start, chunk_end),
+            waba_id=target.waba_id,
+            max_series=config.limits.max_series_per_target,
+        )
         if target.customer_id is not None and answer.waba_id:
             history.waba_id = answer.waba_id
         history.points.extend(answer.points)

@@ -25,9 +25,11 @@ from typing import Any, TypeVar, cast
 from exporter.config import values
 from exporter.config.expand import Expander
 from exporter.config.model import (
+    DEFAULT_TIMEOUT_SECONDS,
     Config,
     ConfigError,
     Filters,
+    LimitsConfig,
     PollConfig,
     Secret,
     Shard,
@@ -52,7 +54,7 @@ _FieldParser = Callable[[object, str], object]
 
 # The keys each mapping may hold, in the order docs/contract.md lists them ("" is the top level).
 _KEYS: dict[str, tuple[str, ...]] = {
-    "": ("splashify", "poll", "dimensions", "filters", "targets", "web", "shard"),
+    "": ("splashify", "poll", "dimensions", "filters", "targets", "web", "shard", "limits"),
     "splashify": (
         "base_url",
         "api_version",
@@ -68,6 +70,7 @@ _KEYS: dict[str, tuple[str, ...]] = {
     "target": ("waba_id", "customer_id", "name", "phone_numbers"),
     "web": ("listen_address",),
     "shard": ("index", "total"),
+    "limits": ("max_series_per_target", "max_response_bytes"),
 }
 
 
@@ -79,6 +82,8 @@ _MIN_INTERVAL_SECONDS = 1.0
 
 # Printable ASCII without space: anything else cannot travel in an HTTP header unmangled.
 _API_KEY = re.compile(r"[!-~]+")
+_MIN_API_KEY_LENGTH = 8
+"""Shorter is no real key, and redacting it would garble ordinary words in every log line."""
 
 
 def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
@@ -126,11 +131,18 @@ class _Parser:
             targets=self._targets(top.get("targets")),
             web=self._web(top.get("web")),
             shard=self._shard(top.get("shard")),
+            limits=self._limits(top.get("limits")),
         )
-        if config.splashify.timeout >= config.poll.interval:
+        # Prometheus's rule for scrape_timeout: unset, the shorter of the default and the
+        # interval; set, never longer than the interval (equal is fine).
+        raw_splashify = top.get("splashify")
+        if not isinstance(raw_splashify, dict) or raw_splashify.get("timeout") is None:
+            timeout = min(DEFAULT_TIMEOUT_SECONDS, config.poll.interval)
+            config = replace(config, splashify=replace(config.splashify, timeout=timeout))
+        elif config.splashify.timeout > config.poll.interval:
             raise ConfigError(
                 "splashify.timeout",
-                f"must be shorter than poll.interval ({config.poll.interval:g}s), "
+                f"must not be longer than poll.interval ({config.poll.interval:g}s), "
                 "or one request could outlast a whole poll cycle",
             )
         return config
@@ -186,6 +198,12 @@ class _Parser:
         if not _API_KEY.fullmatch(key):
             raise ConfigError(
                 place, "holds whitespace or characters outside printable ASCII (value not shown)"
+            )
+        if len(key) < _MIN_API_KEY_LENGTH:
+            raise ConfigError(
+                place,
+                f"too short for an API key: at least {_MIN_API_KEY_LENGTH} characters "
+                "(value not shown)",
             )
         return Secret(key)
 
@@ -307,6 +325,10 @@ class _Parser:
         section = values.section(raw, "web", _KEYS["web"])
         return replace(WebConfig(), **self._fields(section, "web", _WEB_FIELDS))
 
+    def _limits(self, raw: object) -> LimitsConfig:
+        section = values.section(raw, "limits", _KEYS["limits"])
+        return replace(LimitsConfig(), **self._fields(section, "limits", _LIMITS_FIELDS))
+
     def _shard(self, raw: object) -> Shard:
         section = values.section(raw, "shard", _KEYS["shard"])
         fields = self._fields(section, "shard", _SHARD_FIELDS)
@@ -343,6 +365,10 @@ _POLL_FIELDS: dict[str, _FieldParser] = dict.fromkeys(_KEYS["poll"], values.dura
 _WEB_FIELDS: dict[str, _FieldParser] = {"listen_address": values.listen_address}
 
 
+_LIMITS_FIELDS: dict[str, _FieldParser] = {
+    "max_series_per_target": lambda value, place: values.integer(value, place, minimum=1),
+    "max_response_bytes": values.size,
+}
 _SHARD_FIELDS: dict[str, _FieldParser] = {
     "index": lambda value, place: values.integer(value, place, minimum=0),
     "total": lambda value, place: values.integer(value, place, minimum=1),

@@ -52,12 +52,17 @@ class ListenAddress:
         return f"{host}:{self.port}"
 
 
+DEFAULT_TIMEOUT_SECONDS = 10.0
+"""`splashify.timeout` when unset, unless `poll.interval` is shorter (Prometheus's
+`scrape_timeout` rule)."""
+
+
 @dataclass(frozen=True, slots=True)
 class SplashifyConfig:
     api_key: Secret = field(repr=False)
     base_url: str = "https://api.splashifypro.com"
     api_version: str = "v25.0"
-    timeout: float = 10.0
+    timeout: float = DEFAULT_TIMEOUT_SECONDS
     max_retries: int = 4
     max_concurrency: int = 8
     requests_per_second: float = 10.0
@@ -70,6 +75,16 @@ class PollConfig:
     delay: float = 1800.0
     stale_after: float = 3600.0
     """A target's data series are dropped once its last success is older than this."""
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """How much one answer may bring; beyond it, the poll fails with `limit_exceeded`."""
+
+    max_series_per_target: int = 50_000
+    """Label sets in one answer (as Prometheus's `sample_limit` bounds a scrape)."""
+    max_response_bytes: int = 64 << 20
+    """Bytes of one answer, decoded (after gzip)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,5 +151,6 @@ class Config:
     dimensions: tuple[str, ...] = tuple(d.api_name for d in DIMENSIONS)
     filters: Filters = Filters()
     web: WebConfig = WebConfig()
+    limits: LimitsConfig = LimitsConfig()
     shard: Shard = Shard()
     """As loaded, `targets` holds every target; `sharding.shard_config()` keeps this shard's."""

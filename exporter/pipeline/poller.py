@@ -148,7 +148,13 @@ class TargetPoller:
         trace = PollTrace()
         try:
             body = client.fetch(self.target, query, deadline, on_attempt=trace.attempt)
-            answer = parse_answer(body, config.dimensions)
+            answer = parse_answer(
+                body,
+                config.dimensions,
+                window=(window_start, window_end),
+                waba_id=self.target.waba_id,
+                max_series=config.limits.max_series_per_target,
+            )
             evaluation = evaluate(
                 answer.points,
                 now=now,

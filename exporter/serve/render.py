@@ -226,6 +226,8 @@ class ExpositionCache(Collector):
             (spec.name, fmt): fragment(header(spec, fmt)) for spec in METRICS for fmt in FORMATS
         }
         self._targets: dict[str, _TargetFragments] = {}
+        self._broken: set[str] = set()
+        """Targets whose data could not be rendered last time (logged once, not served)."""
         self._build_lock = threading.Lock()
         self._dirty = threading.Event()
         self._stop = threading.Event()
@@ -260,14 +262,24 @@ class ExpositionCache(Collector):
         now, stale_after = self._clock(), self.stale_after
         fresh = fresh_targets(view, now, stale_after)
         fresh_set = set(fresh)
-        targets = {name: self._families(s) for name, s in view.snapshots.items()}
+        # One target's render failing (it cannot, once its answer was parsed; but if it did)
+        # leaves out that target's data, never everyone's.
+        broken: set[str] = set()
+        targets: dict[str, _TargetFragments] = {}
+        for name, s in view.snapshots.items():
+            try:
+                targets[name] = self._families(s)
+            except Exception:
+                broken.add(name)
+                if name not in self._broken:
+                    log.exception("rendering the data of target %s failed; left out", name)
         self._targets = targets  # forgets removed targets
         # Per-target gauges (one line per target): cheap, rendered anew every time, once for
         # both formats.
         small = {
             spec.name: fragment(
                 b"".join(
-                    render_target(spec, s)
+                    self._small(spec, s, broken)
                     for name, s in view.snapshots.items()
                     if not spec.data or name in fresh_set
                 )
@@ -275,6 +287,10 @@ class ExpositionCache(Collector):
             for spec in METRICS
             if not spec.per_series
         }
+        for name in self._broken - broken:
+            if name in view.snapshots:
+                log.info("the data of target %s renders again", name)
+        self._broken = broken
         polled = self._polled.render()
         bodies: dict[Format, Fragment] = {}
         for fmt in FORMATS:
@@ -285,7 +301,7 @@ class ExpositionCache(Collector):
                     pieces.append(small[spec.name])
                     continue
                 shown: Iterable[str] = fresh if spec.data else view.snapshots
-                pieces.extend(targets[name].families[spec.name] for name in shown)
+                pieces.extend(targets[n].families[spec.name] for n in shown if n in targets)
             pieces.append(fragment(polled[fmt]))
             bodies[fmt] = join(pieces)
         stale_at = (
@@ -296,6 +312,16 @@ class ExpositionCache(Collector):
         self.renders += 1
         self.last_render_seconds = time.perf_counter() - started
         return Rendered(view, bodies, stale_at)
+
+    def _small(self, spec: MetricSpec, snapshot: TargetSnapshot, broken: set[str]) -> bytes:
+        try:
+            return render_target(spec, snapshot)
+        except Exception:
+            name = snapshot.target_name
+            if name not in broken and name not in self._broken:
+                log.exception("rendering target %s failed; left out", name)
+            broken.add(name)
+            return b""
 
     def refresh(self) -> Rendered:
         """Render now, in the caller's thread, and serve that from now on."""

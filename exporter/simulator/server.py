@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from exporter.simulator import faults
 from exporter.simulator.fields import FieldsError, parse_fields
 from exporter.simulator.traffic import DEMO_ACCOUNTS, Campaign, Point, SimAccount, answer_points
 from exporter.simulator.usage import UsageMeter
@@ -64,7 +65,11 @@ _GRAPH_MESSAGES = {
 }
 
 FaultKind = Literal[
-    "status", "rate_limited", "graph_error", "malformed_json", "missing_key", "flat", "slow", "down"
+    "status", "rate_limited", "graph_error", "malformed_json", "missing_key", "flat", "slow",
+    "down",
+    # Hostile answers (exporter/simulator/faults.py), and a drip-fed one:
+    "label", "extra_points", "raw_body", "gzip_bomb", "cardinality", "redirect", "wrong_id",
+    "drip",
 ]
 
 
@@ -101,6 +106,8 @@ class Fault:
     code: int = 0
     """Graph error code, for `graph_error`."""
     subcode: int | None = None
+    payload: Any = None
+    """What a hostile fault needs (see its classmethod)."""
 
     @classmethod
     def status(cls, code: int, body: dict[str, Any] | None = None) -> Fault:
@@ -173,6 +180,52 @@ class Fault:
         """Close the connection without sending any response."""
         return cls("down")
 
+    # -- hostile answers (built in faults.py) --------------------------------------------------
+
+    @classmethod
+    def label(cls, key: str, value: object) -> Fault:
+        """The real answer plus one point of the newest complete bucket whose dimension `key`
+        holds `value`: any JSON value, e.g. the lone surrogate `"\\ud800"` (JSON text) or a list."""
+        return cls("label", payload=(key, value))
+
+    @classmethod
+    def extra_points(cls, *points: dict[str, Any]) -> Fault:
+        """The real answer with these raw points added (e.g. one dated in the year 3000)."""
+        return cls("extra_points", payload=points)
+
+    @classmethod
+    def raw_body(cls, body: bytes, headers: dict[str, str] | None = None) -> Fault:
+        """200 with exactly these bytes (e.g. 100k nested `[`), and these headers."""
+        return cls("raw_body", payload=(bytes(body), dict(headers or {})))
+
+    @classmethod
+    def gzip_bomb(cls, inflated_bytes: int) -> Fault:
+        """200, `Content-Encoding: gzip`, a small body that inflates to `inflated_bytes` of
+        valid JSON (an answer with no data and a sea of whitespace)."""
+        return cls("gzip_bomb", payload=inflated_bytes)
+
+    @classmethod
+    def cardinality(cls, label_sets: int, buckets: int = 1) -> Fault:
+        """200 with `label_sets` distinct phone numbers, in one bucket or in each of the
+        `buckets` newest complete ones."""
+        return cls("cardinality", payload=(label_sets, buckets))
+
+    @classmethod
+    def redirect(cls, location: str, status: int = 302) -> Fault:
+        """A redirect to `location` (another host, port or path)."""
+        return cls("redirect", http_status=status, payload=(status, location))
+
+    @classmethod
+    def wrong_id(cls, waba_id: str) -> Fault:
+        """The real answer, but with another WABA's `id`."""
+        return cls("wrong_id", payload=waba_id)
+
+    @classmethod
+    def drip(cls, seconds: float, *, headers: bool = False, limit: int | None = None) -> Fault:
+        """Send the real answer one byte every `seconds`: the body after the headers, or
+        (`headers`) the status line and headers too. After `limit` bytes, the rest at once."""
+        return cls("drip", seconds=seconds, payload=(headers, limit))
+
 
 @dataclass(frozen=True, slots=True)
 class RecordedRequest:
@@ -207,6 +260,8 @@ class _Response:
     status: int
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
+    drip: Fault | None = None
+    """A `drip` fault: the handler sends this answer byte by byte."""
 
 
 def _json(status: int, body: object, headers: dict[str, str] | None = None) -> _Response:
@@ -232,6 +287,9 @@ class _Handler(BaseHTTPRequestHandler):
             # Nothing written: the connection closes as the handler returns.
             self.close_connection = True
             return
+        if response.drip is not None:
+            self._drip(response, response.drip)
+            return
         self.send_response(response.status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(response.body)))
@@ -239,6 +297,35 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(response.body)
+
+    def _drip(self, response: _Response, fault: Fault) -> None:
+        drip_headers, limit = fault.payload
+        head = [f"{self.protocol_version} {response.status} {responses[response.status]}"]
+        headers = {"Content-Type": "application/json", "Content-Length": str(len(response.body))}
+        head += [f"{k}: {v}" for k, v in {**headers, **response.headers}.items()]
+        raw_head = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+        if not drip_headers:
+            self.wfile.write(raw_head)
+            self.wfile.flush()
+        data = raw_head + response.body if drip_headers else response.body
+        limit = len(data) if limit is None else limit
+        simulator = self.server.simulator
+        sent = 0
+        try:
+            for i in range(min(limit, len(data))):
+                if simulator._stopping.wait(fault.seconds):
+                    return
+                self.wfile.write(data[i : i + 1])
+                self.wfile.flush()
+                sent += 1
+            self.wfile.write(data[limit:])
+            self.wfile.flush()
+            sent = len(data)
+        except OSError:  # the client gave up: that is what a drip is for
+            self.close_connection = True
+        finally:
+            with simulator._lock:
+                simulator._drips.append((sent, len(data)))
 
     def log_message(self, format: str, *args: Any) -> None:
         # The stdlib writes every request to stderr; a test run or the demo wants quiet.
@@ -301,6 +388,7 @@ class Simulator:
         self._requests: list[RecordedRequest] = []
         self._faults: dict[str | None, _ArmedFault] = {}
         self._usage_meter = UsageMeter(len(self.accounts))
+        self._drips: list[tuple[int, int]] = []
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -368,6 +456,13 @@ class Simulator:
     def requests_for(self, waba_id: str) -> list[RecordedRequest]:
         """The requests that reached the account `waba_id`, by either route."""
         return [r for r in self.requests if r.account_waba_id == waba_id]
+
+    @property
+    def drips(self) -> list[tuple[int, int]]:
+        """(bytes sent, bytes in the answer) of every drip-fed answer that ended; fewer sent
+        means the client hung up first."""
+        with self._lock:
+            return list(self._drips)
 
     def clear_requests(self) -> None:
         with self._lock:
@@ -502,6 +597,12 @@ class Simulator:
         rejection = _check_window(query, now)
         if rejection is not None:
             return account, _json(400, graph_body(100, f"(#100) {rejection}"))
+        if fault is not None and kind in faults.HOSTILE_KINDS:
+            points = self.expected_points(account.waba_id, query, now)
+            status, data, headers = faults.hostile_answer(
+                fault.kind, fault.payload, account.waba_id, query, points
+            )
+            return account, _Response(status, data, headers)
 
         usage = {"X-Business-Use-Case-Usage": self._usage(account, now)}
         cache_key = None
@@ -533,7 +634,7 @@ class Simulator:
         if cache_key is not None:
             with self._lock:
                 self._cache[cache_key] = body
-        return account, _Response(200, body, usage)
+        return account, _Response(200, body, usage, drip=fault if kind == "drip" else None)
 
     def _authorized(self, authorization: str | None) -> bool:
         scheme, _, key = (authorization or "").partition(" ")
