@@ -198,19 +198,29 @@ def poll_clock(request) -> int:
 
 
 def expected_observed(
-    sim: Simulator, answered: list, delay: float, point_keys: list[str]
+    sim: Simulator,
+    answered: list,
+    delay: float,
+    point_keys: list[str],
+    *,
+    first: object | None = None,
 ) -> dict[tuple[str, ...], int]:
     """What `whatsapp_conversations_observed_total` must read after these answered requests.
 
     Computed independently of exporter/pipeline/buckets.py: per bucket and label set, the
     highest count any answer gave once the bucket was complete (by the exporter's clock), summed;
     every label set of every answered window has a series (0 until a bucket of it completes).
+    A fresh exporter does not count the history it finds: the buckets complete at its first
+    attempt (`first`, by default the first answered request) count only what later answers
+    added above the first answer's count.
     """
     from exporter.pipeline.buckets import latest_complete_bucket
 
+    baseline = latest_complete_bucket(poll_clock(first or answered[0]), delay)
     best: dict[tuple[int, tuple[str, ...]], int] = {}
+    remembered: dict[tuple[int, tuple[str, ...]], int] = {}
     totals: dict[tuple[str, ...], int] = {}
-    for request in answered:
+    for number, request in enumerate(answered):
         complete = latest_complete_bucket(poll_clock(request), delay)
         for point in sim.expected_points(request.account_waba_id, request.query, request.time):
             labels = tuple(point.get(key, "") for key in point_keys)
@@ -218,6 +228,8 @@ def expected_observed(
             if point["start"] <= complete:
                 key = (point["start"], labels)
                 best[key] = max(best.get(key, 0), point["conversation"])
-    for (_, labels), count in best.items():
-        totals[labels] += count
+                if number == 0 and point["start"] <= baseline:
+                    remembered[key] = max(remembered.get(key, 0), point["conversation"])
+    for key, count in best.items():
+        totals[key[1]] += count - remembered.get(key, 0)
     return totals
