@@ -159,6 +159,33 @@ LAST_RENDER_DURATION = SelfMetricSpec(
     "gauge",
     "How long the last render of /metrics took.",
 )
+PERSISTENCE_LAST_SAVE_SUCCESS = SelfMetricSpec(
+    "whatsapp_exporter_persistence_last_save_success",
+    "gauge",
+    "1 if the last save of the counter state to --persistence.file succeeded, else 0.",
+)
+PERSISTENCE_LAST_SAVE_TIME = SelfMetricSpec(
+    "whatsapp_exporter_persistence_last_save_success_timestamp_seconds",
+    "gauge",
+    "When the counter state was last saved to --persistence.file (or read at start).",
+)
+PERSISTENCE_SAVE_FAILURES = SelfMetricSpec(
+    "whatsapp_exporter_persistence_save_failures",
+    "counter",
+    "Saves of the counter state to --persistence.file that failed (disk full, read-only, ...).",
+)
+PERSISTENCE_RESTORED = SelfMetricSpec(
+    "whatsapp_exporter_persistence_restored_targets",
+    "gauge",
+    "Targets whose counters went on from the state saved in --persistence.file at start.",
+)
+PERSISTENCE_METRICS: tuple[SelfMetricSpec, ...] = (
+    PERSISTENCE_LAST_SAVE_SUCCESS,
+    PERSISTENCE_LAST_SAVE_TIME,
+    PERSISTENCE_SAVE_FAILURES,
+    PERSISTENCE_RESTORED,
+)
+"""Served only when --persistence.file is given."""
 SELF_METRICS: tuple[SelfMetricSpec, ...] = (
     API_REQUESTS,
     POLL_ERRORS,
@@ -168,6 +195,7 @@ SELF_METRICS: tuple[SelfMetricSpec, ...] = (
     RELOAD_SUCCESS_TIME,
     RENDERS,
     LAST_RENDER_DURATION,
+    *PERSISTENCE_METRICS,
 )
 
 DATA_METRICS: tuple[MetricSpec, ...] = tuple(spec for spec in METRICS if spec.data)
