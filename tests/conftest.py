@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -89,16 +89,24 @@ def parse_metrics(text: str) -> dict:
 class ExporterProcess:
     """The exporter as users run it: a real process serving HTTP on loopback."""
 
-    def __init__(self, *args: str, log_path: Path) -> None:
-        self.port = free_port()
+    def __init__(
+        self,
+        *args: str,
+        log_path: Path,
+        port: int | None = None,
+        command: tuple[str, ...] = ("-m", "exporter"),
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> None:
+        """`command` runs the exporter (e.g. tests.fastclock's); `port` to take over one;
+        `preexec_fn` runs in the child before it starts (e.g. to set a resource limit)."""
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log_path = log_path
         self._log = log_path.open("w")
         self.process = subprocess.Popen(
             [
                 sys.executable,
-                "-m",
-                "exporter",
+                *command,
                 *args,
                 "--web.listen-address",
                 f"127.0.0.1:{self.port}",
@@ -107,6 +115,7 @@ class ExporterProcess:
             stderr=subprocess.STDOUT,
             text=True,
             env=exporter_env(),
+            preexec_fn=preexec_fn,
         )
 
     def wait_ready(self, timeout: float = 30) -> None:
@@ -176,8 +185,9 @@ class ExporterProcess:
 def start_exporter(tmp_path: Path) -> Iterator:
     started: list[ExporterProcess] = []
 
-    def start(*args: str) -> ExporterProcess:
-        process = ExporterProcess(*args, log_path=tmp_path / f"exporter-{len(started)}.log")
+    def start(*args: str, **options) -> ExporterProcess:
+        log_path = tmp_path / f"exporter-{len(started)}.log"
+        process = ExporterProcess(*args, log_path=log_path, **options)
         started.append(process)
         return process
 

@@ -370,8 +370,8 @@ class StateFile:
         # One log line per change, not per save: a full disk fails every poll.
         if failure is not None and self._failing is None:
             log.error(
-                "cannot save the counter state to %s (%s); polling and serving go on, but a "
-                "restart now would start the counters afresh",
+                "cannot save the counter state to %s (%s); polling and serving go on, and a "
+                "restart would go back to the state saved last",
                 self.path,
                 failure,
             )
