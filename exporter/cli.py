@@ -333,7 +333,8 @@ def _leave_without_stragglers(grace: float) -> None:
     A request to a slow upstream can outlive any timeout we set (the timeout is per socket
     read), and the interpreter would wait for its worker thread at exit: concurrent.futures
     joins its workers even when they are daemon threads, as APScheduler's are. Nothing is lost
-    by not waiting: the exporter keeps no state beyond the process.
+    by not waiting: a poll cut short was never served, and its save (with --persistence.file)
+    is one transaction, which either happened or did not.
     """
     deadline = time.monotonic() + grace
     others = [t for t in threading.enumerate() if t is not threading.current_thread()]

@@ -10,9 +10,11 @@ none).
 
 How it is kept:
 - SQLite (the standard library's), in WAL mode: a save is one transaction, so a kill at any
-  moment leaves the last committed save readable. `synchronous=FULL`: a save that returned is on
-  the disk, so what a scraper was shown survives a power cut too (the poller saves before it
-  publishes).
+  moment leaves the last committed save readable, and the poller saves before it publishes, so
+  what a scraper was shown is in the file. `synchronous=NORMAL`: a committed save survives the
+  process being killed; a power cut or a kernel crash can take back the last saves (never
+  corrupting the file), and the window that the next poll re-reads counts their buckets again.
+  (FULL, an fsync per save, costs five times the CPU of a save for little: see bench/.)
 - One row per (source, target), keyed by the target's id: saving one target writes its row
   only. The row carries a fingerprint of what gives its series their meaning (source,
   dimensions, filters, the target's own settings); a state saved under another fingerprint is
@@ -89,6 +91,8 @@ ON CONFLICT (source, target) DO UPDATE SET
 _COMPRESSION = 1
 """zlib level: the blobs are mostly small integers and repeated label values; level 1 takes
 most of the gain for a fraction of the CPU of higher levels."""
+_COMPRESS_FROM = 16384
+"""Smaller blobs are stored as they are: setting up zlib costs more CPU than their bytes."""
 
 _NATIVE_LITTLE = sys.byteorder == "little"
 
@@ -138,13 +142,28 @@ def fingerprint(config: Config, target: Target, source: str = SOURCE) -> str:
     )
 
 
-# The blobs. `labels`: zlib(JSON list of label-value lists), in index order. `counts`: zlib of a
-# JSON header line, then little-endian int64 arrays: totals, last_seen, and each bucket's
-# counted values, in the header's order and lengths.
+# The blobs, each "R" + bytes or "Z" + zlib(bytes). `labels`: a JSON list of label-value lists,
+# in index order. `counts`: a JSON header line, then little-endian int64 arrays: totals,
+# last_seen, and each bucket's counted values, in the header's order and lengths.
+
+
+def _pack(raw: bytes) -> bytes:
+    if len(raw) < _COMPRESS_FROM:
+        return b"R" + raw
+    return b"Z" + zlib.compress(raw, _COMPRESSION)
+
+
+def _unpack(blob: bytes) -> bytes:
+    kind, data = blob[:1], blob[1:]
+    if kind == b"R":
+        return data
+    if kind == b"Z":
+        return zlib.decompress(data)
+    raise ValueError("unknown blob format")
 
 
 def encode_labels(state: ObservedState) -> bytes:
-    return zlib.compress(json.dumps(list(state.index)).encode("ascii"), _COMPRESSION)
+    return _pack(json.dumps(list(state.index)).encode("ascii"))
 
 
 def encode_counts(state: ObservedState) -> bytes:
@@ -160,7 +179,7 @@ def encode_counts(state: ObservedState) -> bytes:
     parts = [json.dumps(header).encode("ascii"), b"\n"]
     for values in (state.total_values, state.last_seen, *(v for _, v in buckets)):
         parts.append(_little(values))
-    return zlib.compress(b"".join(parts), _COMPRESSION)
+    return _pack(b"".join(parts))
 
 
 def _little(values: array[int]) -> bytes:
@@ -186,8 +205,8 @@ def checksum(labels: bytes, counts: bytes) -> int:
 def decode_state(labels: bytes, counts: bytes, width: int) -> ObservedState:
     """The state a row holds; raises `Unreadable` for anything that is not a whole state."""
     try:
-        names = json.loads(zlib.decompress(labels))
-        raw = zlib.decompress(counts)
+        names = json.loads(_unpack(labels))
+        raw = _unpack(counts)
         end = raw.index(b"\n")
         header = json.loads(raw[:end])
     except (ValueError, zlib.error) as error:
@@ -270,6 +289,7 @@ class StateFile:
         self._labels: dict[str, tuple[object, bytes]] = {}
         """Per target key: the index object last encoded and its blob (an index never changes
         once made, and a poll that brings no new label set keeps the previous one)."""
+        self._fingerprints: dict[tuple[Target, tuple[str, ...], object], str] = {}
         self._failing: str | None = None
         self.on_save: Callable[[bool, float], None] = lambda ok, when: None
         """Called after every save with (success, time): the self-metrics listen here."""
@@ -328,11 +348,15 @@ class StateFile:
             else:
                 labels = encode_labels(state)
             counts = encode_counts(state)
+            meaning = (target, config.dimensions, config.filters)
+            printed = self._fingerprints.get(meaning)
+            if printed is None:
+                printed = self._fingerprints[meaning] = fingerprint(config, target)
             row = (
                 SOURCE,
                 key,
                 target.name,
-                fingerprint(config, target),
+                printed,
                 now,
                 ENCODING,
                 labels,
@@ -442,7 +466,7 @@ def _prepare(
         connection.execute("BEGIN EXCLUSIVE")
         connection.execute("COMMIT")
         mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        connection.execute("PRAGMA synchronous = FULL")
+        connection.execute("PRAGMA synchronous = NORMAL")
         # After a checkpoint the WAL is cut back to this, rather than keeping its largest size.
         connection.execute("PRAGMA journal_size_limit = 4194304")
         if str(mode).lower() != "wal":

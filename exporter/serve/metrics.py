@@ -65,8 +65,9 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec(
         "whatsapp_conversations_observed",
         CounterMetricFamily,
-        "Conversations of every complete half-hour bucket seen since the exporter started; "
-        "upward revisions add their difference." + CACHED,
+        "Conversations of every half-hour bucket completed since the exporter started counting "
+        "(at its first poll, or where its --persistence.file left off); upward revisions add "
+        "their difference." + CACHED,
         True,
         lambda s: s.observed.items(),
         data=True,
