@@ -286,6 +286,7 @@ class StateFile:
         self._rows = rows
         self._clock = clock
         self._lock = threading.Lock()
+        self._report_lock = threading.Lock()
         self._labels: dict[str, tuple[object, bytes]] = {}
         """Per target key: the index object last encoded and its blob (an index never changes
         once made, and a poll that brings no new label set keeps the previous one)."""
@@ -391,6 +392,10 @@ class StateFile:
             self._labels.pop(key, None)
 
     def _report(self, failure: str | None, now: float) -> None:
+        with self._report_lock:
+            self._report_locked(failure, now)
+
+    def _report_locked(self, failure: str | None, now: float) -> None:
         # One log line per change, not per save: a full disk fails every poll.
         if failure is not None and self._failing is None:
             log.error(
