@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CollectorRegistry,
@@ -37,6 +38,11 @@ from exporter.serve.selfmetrics import SelfMetrics
 from exporter.serve.statuspage import StatusView, TargetRow
 from exporter.upstream.client import SplashifyClient
 from exporter.upstream.ratelimit import RequestLimiter
+
+if TYPE_CHECKING:
+    from exporter.config import Target
+    from exporter.pipeline.buckets import ObservedState
+    from exporter.pipeline.persistence import StateFile
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +97,28 @@ def log_shard(config: Config, loaded_targets: int) -> None:
 
 
 class Exporter:
-    def __init__(self, config: Config, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Callable[[], float] = time.time,
+        state_file: StateFile | None = None,
+    ) -> None:
         self.stopping = threading.Event()
         self.metrics = SelfMetrics()
+        self.state_file = state_file
+        """--persistence.file: where every successful poll saves its counter state."""
+        persistence: tuple[Collector, ...] = ()
+        self._restored: dict[str, ObservedState] = {}
+        if state_file is not None:
+            from exporter.serve.selfmetrics import PersistenceMetrics
+
+            persistence_metrics = PersistenceMetrics(clock())
+            state_file.on_save = persistence_metrics.saved
+            persistence = persistence_metrics.collectors
+            # Before the first poll: a restored counter goes on where it was.
+            self._restored = state_file.restore(config)
+            persistence_metrics.restored.set(len(self._restored))
         self.store = SnapshotStore(config.dimensions)
         self._clock = clock
         self.started = clock()
@@ -104,7 +129,7 @@ class Exporter:
         self._pollers: dict[str, TargetPoller] = {}
         self.collector = ConversationCollector(self.store, config.poll.stale_after, clock=clock)
         process = ProcessCollector(registry=None)
-        live = _registry(*self.metrics.live, process)
+        live = _registry(*self.metrics.live, *persistence, process)
         # What /metrics serves: rendered once per swap, plus the live self-metrics per scrape.
         self.cache = ExpositionCache(
             self.store,
@@ -117,11 +142,13 @@ class Exporter:
         # Everything, rendered by prometheus-client on demand: `--once`, and /metrics requests
         # with a `name[]` filter. In the same order as the cached body, so that the two agree.
         self.registry = _registry(
-            self.collector, *self.metrics.polled, *self.metrics.live, process, self.cache
+            self.collector, *self.metrics.polled, *self.metrics.live, *persistence, process,
+            self.cache,
         )
         self.store.on_change = self.cache.invalidate
         self.config = config
         self._apply(config)
+        self._restored = {}  # only for the pollers of the first config
 
     @property
     def pollers(self) -> tuple[TargetPoller, ...]:
@@ -153,14 +180,25 @@ class Exporter:
                 poller.reconfigure(config, client)
             else:
                 poller = TargetPoller(
-                    target, config, client, self.store, self.metrics.count_error, clock=self._clock
+                    target,
+                    config,
+                    client,
+                    self.store,
+                    self.metrics.count_error,
+                    clock=self._clock,
+                    observed=self._restored.get(target.name),
+                    save=None if self.state_file is None else self.state_file.save,
                 )
             pollers[target.name] = poller
+        retired = []
         for name, poller in self._pollers.items():
             if pollers.get(name) is not poller:
                 poller.retire()  # before the store forgets it: its poll in flight is void
+                retired.append(poller.target)
                 if name not in pollers:
                     self.metrics.forget(name)
+        if self.state_file is not None and retired:
+            self._forget_saved(retired, config)
         keep_data = old is None or same_series(old, config)
         kept = [n for n, p in pollers.items() if keep_data and self._pollers.get(n) is p]
         self.store.retain(kept, config.dimensions)
@@ -171,6 +209,15 @@ class Exporter:
         self.config = config
         # The polled self-metrics changed too (targets forgotten or added at 0).
         self.cache.invalidate()
+
+    def _forget_saved(self, retired: list[Target], config: Config) -> None:
+        """Removed targets lose their saved state, as they lose their series; a redefined one
+        keeps its row, which its new poller's first save replaces."""
+        from exporter.pipeline.persistence import target_key
+
+        kept = {target_key(t) for t in config.targets}
+        assert self.state_file is not None
+        self.state_file.forget([t for t in retired if target_key(t) not in kept])
 
     def reload(self, config: Config) -> None:
         """Take a new config while running. The listen address needs a restart."""

@@ -20,6 +20,7 @@ from exporter.pipeline.sharding import shard_from_flag
 
 if TYPE_CHECKING:
     from exporter.app import Overrides
+    from exporter.pipeline.persistence import StateFile
     from exporter.serve.webconfig import WebSecurity
     from exporter.simulator import Simulator
 
@@ -91,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
         dest="web_enable_lifecycle",
         action="store_true",
         help="serve POST /-/reload (SIGHUP reloads either way)",
+    )
+    parser.add_argument(
+        "--persistence.file",
+        dest="persistence_file",
+        metavar="PATH",
+        help="keep the counters' state in this file (SQLite), saved after every poll, so that "
+        "they go on across restarts; off when not given",
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
@@ -215,21 +223,34 @@ def _exporter(args: argparse.Namespace, loaded: Config, overrides: Overrides) ->
 
     configure_logging(args.log_level, args.log_format, [config.splashify.api_key.reveal()])
     log_shard(config, len(loaded.targets))
-    if args.once:
-        return _run_once(config)
-    return _serve(
-        config,
-        None if args.demo else args.config,
-        overrides,
-        security,
-        lifecycle=args.web_enable_lifecycle,
-    )
+    state_file = None
+    if args.persistence_file is not None:
+        from exporter.pipeline.persistence import PersistenceError, open_state_file
+
+        try:
+            state_file = open_state_file(args.persistence_file)
+        except PersistenceError as error:
+            return fail(str(error))
+    try:
+        if args.once:
+            return _run_once(config, state_file)
+        return _serve(
+            config,
+            None if args.demo else args.config,
+            overrides,
+            security,
+            lifecycle=args.web_enable_lifecycle,
+            state_file=state_file,
+        )
+    finally:
+        if state_file is not None:
+            state_file.close()
 
 
-def _run_once(config: Config) -> int:
+def _run_once(config: Config, state_file: StateFile | None = None) -> int:
     from exporter.app import Exporter
 
-    exporter = Exporter(config)
+    exporter = Exporter(config, state_file=state_file)
     succeeded = exporter.poll_all_once()
     sys.stdout.write(exporter.exposition().decode())
     return EXIT_OK if succeeded else EXIT_FAILED
@@ -246,13 +267,14 @@ def _serve(
     security: WebSecurity | None,
     *,
     lifecycle: bool = False,
+    state_file: StateFile | None = None,
 ) -> int:
     from exporter.app import Exporter
     from exporter.serve.statuspage import render_status_page
     from exporter.serve.targets_api import render_targets_json
     from exporter.serve.web import make_app, start_http_server
 
-    exporter = Exporter(config)
+    exporter = Exporter(config, state_file=state_file)
 
     def reload_config() -> tuple[bool, str]:
         if config_path is None:
@@ -321,8 +343,8 @@ def _leave_without_stragglers(grace: float) -> None:
     A poll in flight may need up to `splashify.timeout` to end, and a reload may be blocked
     reading the config (a FIFO, a hung mount); the interpreter would wait for such threads at
     exit: concurrent.futures joins its workers even when they are daemon threads, as
-    APScheduler's are. Nothing is lost by not waiting: the exporter keeps no state beyond the
-    process.
+    APScheduler's are. Nothing is lost by not waiting: a poll cut short was never served, and
+    its save (with --persistence.file) is one transaction, which either happened or did not.
     """
     deadline = time.monotonic() + grace
     others = [t for t in threading.enumerate() if t is not threading.current_thread()]

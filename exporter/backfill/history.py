@@ -20,6 +20,7 @@ from exporter.pipeline.buckets import (
     LabelValues,
     ObservedState,
     evaluate,
+    fresh_state,
     latest_complete_bucket,
 )
 from exporter.pipeline.poller import build_query
@@ -84,7 +85,8 @@ def replay(
     by_bucket: dict[int, list[DataPoint]] = {}
     for point in points:
         by_bucket.setdefault(point.start, []).append(point)
-    state = ObservedState()
+    # As a fresh exporter started at the first time: what was complete then is not counted.
+    state = fresh_state(latest_complete_bucket(times[0], poll.delay)) if times else ObservedState()
     key: tuple[int, int, int] | None = None
     evaluation: Evaluation | None = None
     for t in times:

@@ -15,7 +15,12 @@ import time
 from collections.abc import Callable
 
 from exporter.config import Config, Target
-from exporter.pipeline.buckets import ObservedState, evaluate
+from exporter.pipeline.buckets import (
+    ObservedState,
+    evaluate,
+    fresh_state,
+    latest_complete_bucket,
+)
 from exporter.pipeline.snapshot import SnapshotStore, TargetSnapshot
 from exporter.pipeline.status import PollTrace, TargetStatus, after_poll
 from exporter.upstream.client import Cancelled, SplashifyClient
@@ -66,6 +71,8 @@ class TargetPoller:
         *,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        observed: ObservedState | None = None,
+        save: Callable[[Target, Config, ObservedState], bool] | None = None,
     ) -> None:
         self.target = target
         self._config = config
@@ -75,7 +82,12 @@ class TargetPoller:
         """Called with (target name, reason) for every failed poll."""
         self._clock = clock
         self._monotonic = monotonic
-        self._observed = ObservedState()
+        self._observed = observed
+        """The counter's state, restored from a saved file; None: a fresh counter, which
+        starts at this poller's first attempt (see `buckets.fresh_state`)."""
+        self._save = save
+        """Called with (target, config, state) after each successful poll, before its snapshot
+        is served, so that what a scraper saw can be restored after a restart."""
         self._waba_id = target.waba_id or ""
         self._last_error_reason: str | None = None
         self._paused_until = 0.0
@@ -95,7 +107,7 @@ class TargetPoller:
         """
         with self._lock:
             if not same_series(self._config, config):
-                self._observed = ObservedState()
+                self._observed = None
                 self._generation += 1
             self._config = config
             self._client = client
@@ -133,6 +145,12 @@ class TargetPoller:
             config, client, generation = self._config, self._client, self._generation
             previous = self._observed
         now = self._clock()
+        if previous is None:
+            # A fresh counter: the buckets complete at its first attempt are not its to count.
+            previous = fresh_state(latest_complete_bucket(now, config.poll.delay))
+            with self._lock:
+                if self._current(generation) and self._observed is None:
+                    self._observed = previous
         started = self._monotonic()
         if started < self._paused_until:
             # The upstream said when it lets us back in; asking earlier only extends the ban.
@@ -206,6 +224,8 @@ class TargetPoller:
                 return self._void()
             self._observed = evaluation.observed
             self._waba_id = waba_id
+        if self._save is not None:
+            self._save(self.target, config, evaluation.observed)
         if not self._store.put(snapshot, accept=lambda: self._current(generation)):
             return self._void()
         if self._last_error_reason is not None:

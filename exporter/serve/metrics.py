@@ -65,8 +65,9 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec(
         "whatsapp_conversations_observed",
         CounterMetricFamily,
-        "Conversations of every complete half-hour bucket seen since the exporter started; "
-        "upward revisions add their difference." + CACHED,
+        "Conversations of every half-hour bucket completed since the exporter started counting "
+        "(at its first poll, or where its --persistence.file left off); upward revisions add "
+        "their difference." + CACHED,
         True,
         lambda s: s.observed.items(),
         data=True,
@@ -175,6 +176,33 @@ API_REGAIN_ACCESS = SelfMetricSpec(
     "estimated_time_to_regain_access of the last answer's usage headers (0: not throttled).",
     ("waba_name",),
 )
+PERSISTENCE_LAST_SAVE_SUCCESS = SelfMetricSpec(
+    "whatsapp_exporter_persistence_last_save_success",
+    "gauge",
+    "1 if the last save of the counter state to --persistence.file succeeded, else 0.",
+)
+PERSISTENCE_LAST_SAVE_TIME = SelfMetricSpec(
+    "whatsapp_exporter_persistence_last_save_success_timestamp_seconds",
+    "gauge",
+    "When the counter state was last saved to --persistence.file (or read at start).",
+)
+PERSISTENCE_SAVE_FAILURES = SelfMetricSpec(
+    "whatsapp_exporter_persistence_save_failures",
+    "counter",
+    "Saves of the counter state to --persistence.file that failed (disk full, read-only, ...).",
+)
+PERSISTENCE_RESTORED = SelfMetricSpec(
+    "whatsapp_exporter_persistence_restored_targets",
+    "gauge",
+    "Targets whose counters went on from the state saved in --persistence.file at start.",
+)
+PERSISTENCE_METRICS: tuple[SelfMetricSpec, ...] = (
+    PERSISTENCE_LAST_SAVE_SUCCESS,
+    PERSISTENCE_LAST_SAVE_TIME,
+    PERSISTENCE_SAVE_FAILURES,
+    PERSISTENCE_RESTORED,
+)
+"""Served only when --persistence.file is given."""
 SELF_METRICS: tuple[SelfMetricSpec, ...] = (
     API_REQUESTS,
     API_USAGE,
@@ -186,6 +214,7 @@ SELF_METRICS: tuple[SelfMetricSpec, ...] = (
     RELOAD_SUCCESS_TIME,
     RENDERS,
     LAST_RENDER_DURATION,
+    *PERSISTENCE_METRICS,
 )
 
 DATA_METRICS: tuple[MetricSpec, ...] = tuple(spec for spec in METRICS if spec.data)

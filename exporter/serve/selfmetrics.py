@@ -20,6 +20,10 @@ from exporter.serve.metrics import (
     API_REQUESTS,
     API_USAGE,
     BUILD_INFO,
+    PERSISTENCE_LAST_SAVE_SUCCESS,
+    PERSISTENCE_LAST_SAVE_TIME,
+    PERSISTENCE_RESTORED,
+    PERSISTENCE_SAVE_FAILURES,
     POLL_ERRORS,
     RELOAD_SUCCESS_TIME,
     RELOAD_SUCCESSFUL,
@@ -124,6 +128,31 @@ class SelfMetrics:
         self.reload_successful.set(1 if success else 0)
         if success:
             self.reload_success_time.set(time.time())
+
+
+class PersistenceMetrics:
+    """The state file's health (with --persistence.file only); rendered on every scrape."""
+
+    def __init__(self, opened_at: float) -> None:
+        self.last_save_success = _gauge(PERSISTENCE_LAST_SAVE_SUCCESS)
+        self.last_save_time = _gauge(PERSISTENCE_LAST_SAVE_TIME)
+        self.save_failures = _counter(PERSISTENCE_SAVE_FAILURES)
+        self.restored = _gauge(PERSISTENCE_RESTORED)
+        self.last_save_success.set(1)
+        self.last_save_time.set(opened_at)
+        self.collectors: tuple[Collector, ...] = (
+            self.last_save_success,
+            self.last_save_time,
+            self.save_failures,
+            self.restored,
+        )
+
+    def saved(self, success: bool, when: float) -> None:
+        self.last_save_success.set(1 if success else 0)
+        if success:
+            self.last_save_time.set(when)
+        else:
+            self.save_failures.inc()
 
 
 def _counter(spec: SelfMetricSpec) -> Counter:
