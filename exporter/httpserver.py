@@ -1,6 +1,6 @@
 """The HTTP server under the exporter's WSGI app: event-driven, bounded, sendfile() for /metrics.
 
-One thread runs an event loop over non-blocking sockets (`selectors`: epoll on Linux), in the
+One thread runs an event loop over non-blocking sockets (epoll on Linux, else `selectors`), in the
 way nginx serves files: requests are parsed by httptools (llhttp, Node.js's HTTP parser, in C),
 and a WSGI body handed over through `wsgi.file_wrapper` goes out with `os.sendfile()`, so the
 cached gzip body of /metrics is never copied through Python. Requests that the app says are
@@ -36,6 +36,7 @@ import logging
 import os
 import queue
 import resource
+import select
 import selectors
 import socket
 import ssl
@@ -80,6 +81,7 @@ class FileWrapper:
     def __init__(self, filelike: Any, block_size: int = SEND_CHUNK) -> None:
         self.filelike = filelike
         self.block_size = block_size
+        self.region: tuple[int, int, int] | None = None
 
     def __iter__(self) -> Iterator[bytes]:
         while True:
@@ -92,6 +94,48 @@ class FileWrapper:
         close = getattr(self.filelike, "close", None)
         if close is not None:
             close()
+
+
+class _EpollPoller:
+    """epoll, called directly: the loop's own overhead is a large part of a scrape's CPU."""
+
+    def __init__(self) -> None:
+        self.READ = select.EPOLLIN
+        self.WRITE = select.EPOLLOUT
+        trouble = select.EPOLLERR | select.EPOLLHUP
+        self.READ_MASK = self.READ | trouble
+        self.WRITE_MASK = self.WRITE | trouble
+        self._epoll = select.epoll()
+        self.register = self._epoll.register
+        self.modify = self._epoll.modify
+        self.unregister = self._epoll.unregister
+        self.close = self._epoll.close
+
+    def poll(self, timeout: float | None) -> list[tuple[int, int]]:
+        return self._epoll.poll(-1 if timeout is None else timeout)
+
+
+class _SelectorPoller:
+    """The same over `selectors`, where there is no epoll."""
+
+    def __init__(self) -> None:
+        self.READ = self.READ_MASK = selectors.EVENT_READ
+        self.WRITE = self.WRITE_MASK = selectors.EVENT_WRITE
+        self._poller = _EpollPoller() if hasattr(select, "epoll") else _SelectorPoller()
+        self._targets: dict[int, Any] = {}
+        self.close = self._selector.close
+
+    def register(self, fd: int, events: int) -> None:
+        self._selector.register(fd, events)
+
+    def modify(self, fd: int, events: int) -> None:
+        self._selector.modify(fd, events)
+
+    def unregister(self, fd: int) -> None:
+        self._selector.unregister(fd)
+
+    def poll(self, timeout: float | None) -> list[tuple[int, int]]:
+        return [(key.fd, events) for key, events in self._selector.select(timeout)]
 
 
 class _TooLarge(Exception):
@@ -143,6 +187,32 @@ class _Request:
 class _Connection:
     """One client connection, driven by the loop thread only."""
 
+    __slots__ = (
+        "began",
+        "body_iter",
+        "busy",
+        "chunked",
+        "closed",
+        "closing_after",
+        "current",
+        "deadline",
+        "events",
+        "fd",
+        "head_bytes",
+        "head_open",
+        "out",
+        "out_bytes",
+        "parser",
+        "peer",
+        "pulling",
+        "ready",
+        "result",
+        "server",
+        "sock",
+        "state",
+        "tls",
+    )
+
     def __init__(self, server: HTTPServer, sock: socket.socket, peer: Any) -> None:
         self.server = server
         self.sock = sock
@@ -157,7 +227,6 @@ class _Connection:
         self.head_open = True
         self.head_bytes = 0
         self.began = False
-        self.error: _TooLarge | None = None
         self.busy = False  # a response is being produced or sent
         self.out: collections.deque[Any] = collections.deque()  # bytes, memoryview or file region
         self.out_bytes = 0
@@ -180,8 +249,11 @@ class _Connection:
         self.current.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        assert self.current is not None
-        self.current.headers.append((name, value))
+        request = self.current
+        assert request is not None
+        request.headers.append((name, value))
+        if len(name) == 6 and name.lower() == b"expect" and value.lower() == b"100-continue":
+            request.expect_continue = True
 
     def on_headers_complete(self) -> None:
         request = self.current
@@ -191,9 +263,6 @@ class _Connection:
         request.method = self.parser.get_method()
         request.version = self.parser.get_http_version()
         request.keep_alive = self.parser.should_keep_alive()
-        for name, value in request.headers:
-            if name.lower() == b"expect" and value.lower() == b"100-continue":
-                request.expect_continue = True
 
     def on_body(self, body: bytes) -> None:
         request = self.current
@@ -214,6 +283,19 @@ class _Connection:
 
     def feed(self, data: bytes) -> None:
         """Parse `data`, never more than MAX_HEAD_BYTES of one request's head."""
+        if self.head_open and self.head_bytes + len(data) <= self.server.max_head_bytes:
+            # The common case: a whole request head in one read, well within the limit.
+            self.began = False
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserCallbackError as error:
+                cause = error.__context__
+                if isinstance(cause, _TooLarge):
+                    raise cause from None
+                raise
+            if self.head_open:
+                self.head_bytes = len(data) if self.began else self.head_bytes + len(data)
+            return
         view = memoryview(data)
         while view:
             if self.head_open:
@@ -275,7 +357,8 @@ class HTTPServer:
         self.server_address = self.socket.getsockname()[:2]
         self.server_port = int(self.server_address[1])
         self._inline = getattr(app, "runs_inline", None)
-        self._selector = selectors.DefaultSelector()
+        self._poller = _EpollPoller() if hasattr(select, "epoll") else _SelectorPoller()
+        self._targets: dict[int, Any] = {}
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -291,7 +374,7 @@ class HTTPServer:
         ]
         self._accept_paused_until = 0.0
         self._closed = False
-        self._date = (0, b"")
+        self._date = (0, "")
         self._environ_base = {
             "SERVER_NAME": str(address.host or "0.0.0.0"),
             "SERVER_PORT": str(self.server_port),
@@ -310,8 +393,10 @@ class HTTPServer:
     def start(self) -> HTTPServer:
         for worker in self._workers:
             worker.start()
-        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
-        self._selector.register(self.socket, selectors.EVENT_READ, self)
+        self._targets[self._wake_r.fileno()] = None
+        self._targets[self.socket.fileno()] = self
+        self._poller.register(self._wake_r.fileno(), self._poller.READ)
+        self._poller.register(self.socket.fileno(), self._poller.READ)
         self._thread = threading.Thread(target=self._run, name="http", daemon=True)
         self._thread.start()
         return self
@@ -349,12 +434,15 @@ class HTTPServer:
             self._close_everything()
 
     def _loop(self) -> None:
-        select = self._selector.select
+        poll = self._poller.poll
+        targets = self._targets
         next_sweep = 0.0
         while not self._stopping:
             timeout = SWEEP_SECONDS if self._connections or self._accept_paused_until else None
-            for key, mask in select(timeout):
-                target = key.data
+            for fd, mask in poll(timeout):
+                target = targets.get(fd, False)
+                if target is False:
+                    continue
                 if target is None:
                     self._drain_wake()
                 elif target is self:
@@ -382,15 +470,13 @@ class HTTPServer:
         for connection in list(self._connections.values()):
             self._close(connection)
         for sock in (self.socket, self._wake_r, self._wake_w):
-            with contextlib.suppress(KeyError, ValueError, OSError):
-                self._selector.unregister(sock)
             sock.close()
-        self._selector.close()
+        self._poller.close()
 
     def _sweep(self, now: float) -> None:
         if self._accept_paused_until and now >= self._accept_paused_until:
             self._accept_paused_until = 0.0
-            self._selector.register(self.socket, selectors.EVENT_READ, self)
+            self._poller.register(self.socket.fileno(), self._poller.READ)
         for connection in [c for c in self._connections.values() if c.deadline <= now]:
             if connection.state != "linger":
                 log.debug("closing an idle or stalled connection from %s", connection.peer)
@@ -399,7 +485,9 @@ class HTTPServer:
     # -- accepting ---------------------------------------------------------------------------
 
     def _accept(self) -> None:
-        for _ in range(64):
+        # One per wake-up: the listening socket stays readable while more wait (level-triggered),
+        # and the common case then costs no failed accept().
+        for _ in range(1):
             try:
                 sock, peer = self.socket.accept()
             except BlockingIOError:
@@ -408,7 +496,7 @@ class HTTPServer:
                 if error.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     # Out of descriptors: stop accepting for a moment instead of spinning.
                     log.warning("cannot accept a connection: %s", error.strerror)
-                    self._selector.unregister(self.socket)
+                    self._poller.unregister(self.socket.fileno())
                     self._accept_paused_until = time.monotonic() + 0.5
                     return
                 if error.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EINTR):
@@ -421,12 +509,12 @@ class HTTPServer:
                 if self.tls is not None or self._lingering >= self.max_connections:
                     sock.close()
                     continue
-                self._register(connection, selectors.EVENT_READ)
+                self._register(connection, self._poller.READ)
                 self._linger(connection, _OVERLOADED)
                 continue
             if self.tls is None:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._register(connection, selectors.EVENT_READ)
+            self._register(connection, self._poller.READ)
 
     def _register(self, connection: _Connection, events: int) -> None:
         self._connections[connection.fd] = connection
@@ -438,11 +526,12 @@ class HTTPServer:
         if connection.closed or events == connection.events:
             return
         if not connection.events:
-            self._selector.register(connection.fd, events, connection)
+            self._poller.register(connection.fd, events)
+            self._targets[connection.fd] = connection
         elif not events:
-            self._selector.unregister(connection.fd)
+            self._poller.unregister(connection.fd)
         else:
-            self._selector.modify(connection.fd, events, connection)
+            self._poller.modify(connection.fd, events)
         connection.events = events
 
     def _close(self, connection: _Connection) -> None:
@@ -452,9 +541,11 @@ class HTTPServer:
         if connection.state == "linger":
             self._lingering -= 1
         self._connections.pop(connection.fd, None)
+        if self._targets.get(connection.fd) is connection:
+            del self._targets[connection.fd]
         if connection.events:
             with contextlib.suppress(KeyError, ValueError, OSError):
-                self._selector.unregister(connection.fd)
+                self._poller.unregister(connection.fd)
             connection.events = 0
         with contextlib.suppress(OSError):
             connection.sock.close()
@@ -484,9 +575,9 @@ class HTTPServer:
             elif state == "linger":
                 self._discard(connection)
             else:
-                if mask & selectors.EVENT_WRITE:
+                if mask & self._poller.WRITE_MASK:
                     self._flush(connection)
-                if mask & selectors.EVENT_READ and not connection.closed:
+                if mask & self._poller.READ_MASK and not connection.closed:
                     self._read(connection)
         except (ConnectionError, ssl.SSLError, OSError) as error:
             log.debug("connection from %s failed: %s", connection.peer, error)
@@ -513,13 +604,13 @@ class HTTPServer:
         try:
             sock.do_handshake()
         except ssl.SSLWantReadError:
-            self._want(connection, selectors.EVENT_READ)
+            self._want(connection, self._poller.READ)
             return
         except ssl.SSLWantWriteError:
-            self._want(connection, selectors.EVENT_WRITE)
+            self._want(connection, self._poller.WRITE)
             return
         connection.state = "read"
-        self._want(connection, selectors.EVENT_READ)
+        self._want(connection, self._poller.READ)
         if sock.pending():
             self._read(connection)
 
@@ -554,7 +645,7 @@ class HTTPServer:
             except (BlockingIOError, ssl.SSLWantReadError):
                 return
             except ssl.SSLWantWriteError:
-                self._want(connection, selectors.EVENT_WRITE)
+                self._want(connection, self._poller.WRITE)
                 return
             if not data:
                 self._close(connection)
@@ -588,25 +679,35 @@ class HTTPServer:
     # -- answering ---------------------------------------------------------------------------
 
     def _environ(self, connection: _Connection, request: _Request) -> dict[str, Any]:
-        url = httptools.parse_url(request.url)
-        environ = dict(self._environ_base)
+        url = request.url
+        if url.startswith(b"/"):
+            path, _, query = url.partition(b"?")
+            path = path.partition(b"#")[0]
+        else:  # absolute form (http://host/path), or `*`
+            parsed = httptools.parse_url(url)
+            path, query = parsed.path or b"/", parsed.query or b""
+        environ = self._environ_base.copy()
         environ["REQUEST_METHOD"] = request.method.decode("latin-1")
-        environ["PATH_INFO"] = unquote_to_bytes(url.path or b"/").decode("latin-1")
-        environ["QUERY_STRING"] = (url.query or b"").decode("latin-1")
-        environ["SERVER_PROTOCOL"] = f"HTTP/{request.version}"
+        environ["PATH_INFO"] = (unquote_to_bytes(path) if b"%" in path else path).decode("latin-1")
+        environ["QUERY_STRING"] = query.decode("latin-1")
+        environ["SERVER_PROTOCOL"] = "HTTP/" + request.version
         peer = connection.peer
         environ["REMOTE_ADDR"] = peer[0] if isinstance(peer, tuple) else ""
         environ["wsgi.input"] = BytesIO(b"".join(request.body))
         environ["CONTENT_LENGTH"] = str(request.body_bytes) if request.body_bytes else ""
+        keys = _HEADER_KEYS
         for name, value in request.headers:
-            key = name.decode("latin-1").upper().replace("-", "_")
+            key = keys.get(name)
+            if key is None:
+                key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
+                if len(keys) < 256:
+                    keys[name] = key
+            if key == "HTTP_CONTENT_TYPE":
+                environ["CONTENT_TYPE"] = value.decode("latin-1")
+                continue
+            if key == "HTTP_CONTENT_LENGTH":
+                continue
             text = value.decode("latin-1")
-            if key == "CONTENT_TYPE":
-                environ["CONTENT_TYPE"] = text
-                continue
-            if key == "CONTENT_LENGTH":
-                continue
-            key = "HTTP_" + key
             environ[key] = environ[key] + "," + text if key in environ else text
         if connection.tls:
             environ["HTTPS"] = "on"
@@ -652,8 +753,10 @@ class HTTPServer:
 
         try:
             result = self.app(environ, start_response)
-            if isinstance(result, FileWrapper) and _file_region(result) is not None:
-                return answer[0], answer[1], result, None
+            if isinstance(result, FileWrapper):
+                result.region = _file_region(result)
+                if result.region is not None:
+                    return answer[0], answer[1], result, None
             if isinstance(result, (list, tuple)):
                 return answer[0], answer[1], list(result), None
             iterator = iter(result)
@@ -673,10 +776,10 @@ class HTTPServer:
                 None,
             )
 
-    def _date_header(self) -> bytes:
+    def _date_header(self) -> str:
         now = int(time.time())
         if self._date[0] != now:
-            self._date = (now, email.utils.formatdate(now, usegmt=True).encode())
+            self._date = (now, email.utils.formatdate(now, usegmt=True))
         return self._date[1]
 
     def _respond(
@@ -697,12 +800,13 @@ class HTTPServer:
         head_only = request.method == b"HEAD"
         keep_alive = request.keep_alive and not self._stopping
         length = None
-        lines = [b"HTTP/1.1 ", status.encode("latin-1"), b"\r\n"]
+        lines = ["HTTP/1.1 ", status, "\r\n"]
         for name, value in headers:
-            if name.lower() == "content-length":
+            if length is None and name.lower() == "content-length":
                 length = int(value)
-            lines += [name.encode("latin-1"), b": ", value.encode("latin-1"), b"\r\n"]
-        region = _file_region(body) if isinstance(body, FileWrapper) else None
+            lines += [name, ": ", value, "\r\n"]
+        region = body.region if isinstance(body, FileWrapper) else None
+        given = length is not None
         if length is None:
             if region is not None:
                 length = region[2]
@@ -710,17 +814,17 @@ class HTTPServer:
                 length = sum(map(len, body))
         chunked = length is None and request.version == "1.1" and not head_only
         if length is not None:
-            if not any(name.lower() == "content-length" for name, _ in headers):
-                lines += [b"Content-Length: ", str(length).encode(), b"\r\n"]
+            if not given:
+                lines += ["Content-Length: ", str(length), "\r\n"]
         elif chunked:
-            lines.append(b"Transfer-Encoding: chunked\r\n")
+            lines.append("Transfer-Encoding: chunked\r\n")
         else:
             keep_alive = False  # an HTTP/1.0 body of unknown length ends with the connection
-        lines += [b"Date: ", self._date_header(), b"\r\n"]
+        lines += ["Date: ", self._date_header(), "\r\n"]
         if not keep_alive:
-            lines.append(b"Connection: close\r\n")
-        lines.append(b"\r\n")
-        self._queue(connection, b"".join(lines))
+            lines.append("Connection: close\r\n")
+        lines.append("\r\n")
+        self._queue(connection, "".join(lines).encode("latin-1"))
         connection.closing_after = not keep_alive
         if head_only:
             if rest is not None:
@@ -765,7 +869,7 @@ class HTTPServer:
                     if connection.tls:
                         sent = sock.send(os.pread(fd, min(count, SEND_CHUNK), offset))
                     else:
-                        sent = os.sendfile(connection.fd, fd, offset, min(count, SEND_CHUNK))
+                        sent = os.sendfile(connection.fd, fd, offset, count)
                     if sent <= 0:
                         raise ConnectionError("sendfile sent nothing")
                     if sent < count:
@@ -774,17 +878,17 @@ class HTTPServer:
                         out.popleft()
                         item[3].close()
             except (BlockingIOError, ssl.SSLWantWriteError):
-                self._want(connection, selectors.EVENT_WRITE)
+                self._want(connection, self._poller.WRITE)
                 return
             except ssl.SSLWantReadError:
-                self._want(connection, selectors.EVENT_READ)
+                self._want(connection, self._poller.READ)
                 return
             connection.out_bytes -= sent
             connection.deadline = time.monotonic() + (
                 LINGER_SECONDS if connection.state == "linger" else self.idle_timeout
             )
         if connection.state == "linger":
-            self._want(connection, selectors.EVENT_READ)
+            self._want(connection, self._poller.READ)
             try:
                 sock.shutdown(socket.SHUT_WR)
             except OSError:
@@ -795,7 +899,7 @@ class HTTPServer:
             if not connection.pulling:
                 self._pull(connection)
             return
-        self._want(connection, selectors.EVENT_READ)
+        self._want(connection, self._poller.READ)
         if not connection.busy:
             return
         # The response is complete.
@@ -805,16 +909,17 @@ class HTTPServer:
             self._close(connection)
             return
         connection.deadline = time.monotonic() + self.idle_timeout
-        # Later in this turn of the loop, not from here: pipelined requests must not recurse.
-        self._calls.append(lambda: self._resume(connection))
+        if connection.ready or connection.tls:
+            # Later in this turn of the loop, not from here: pipelined requests must not recurse.
+            self._calls.append(lambda: self._resume(connection))
 
     def _resume(self, connection: _Connection) -> None:
         if connection.closed or connection.busy:
             return
         if connection.ready:
             self._next_request(connection)
-        else:
-            self._read(connection)
+        elif isinstance(connection.sock, ssl.SSLSocket) and connection.sock.pending():
+            self._read(connection)  # decrypted bytes that the poller cannot see
 
     def _pull(self, connection: _Connection) -> None:
         """Have a worker produce the next pieces of a streamed body (up to SEND_CHUNK)."""
@@ -877,6 +982,8 @@ class HTTPServer:
 
 
 _MSG_MORE = getattr(socket, "MSG_MORE", 0)
+_HEADER_KEYS: dict[bytes, str] = {}
+"""Header name as sent -> its WSGI environ key (the first 256 names seen)."""
 
 
 def _no_write(data: bytes) -> None:
