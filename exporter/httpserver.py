@@ -59,7 +59,7 @@ MAX_HEAD_BYTES = 64 * 1024
 MAX_BODY_BYTES = 64 * 1024
 MAX_CONNECTIONS = 1024
 IDLE_TIMEOUT = 30.0
-WORKERS = 4
+WORKERS = 2
 LINGER_SECONDS = 2.0
 """After an error answer, how long the rest of what the client sends is read and dropped, so
 that closing does not reset the connection before the client has read the answer."""
