@@ -121,8 +121,7 @@ class _SelectorPoller:
     def __init__(self) -> None:
         self.READ = self.READ_MASK = selectors.EVENT_READ
         self.WRITE = self.WRITE_MASK = selectors.EVENT_WRITE
-        self._poller = _EpollPoller() if hasattr(select, "epoll") else _SelectorPoller()
-        self._targets: dict[int, Any] = {}
+        self._selector = selectors.DefaultSelector()
         self.close = self._selector.close
 
     def register(self, fd: int, events: int) -> None:
@@ -375,7 +374,7 @@ class HTTPServer:
         self._accept_paused_until = 0.0
         self._closed = False
         self._date = (0, "")
-        self._environ_base = {
+        self._environ_base: dict[str, Any] = {
             "SERVER_NAME": str(address.host or "0.0.0.0"),
             "SERVER_PORT": str(self.server_port),
             "SCRIPT_NAME": "",
@@ -660,8 +659,8 @@ class HTTPServer:
                 if not connection.ready:
                     self._linger(connection, _plain_answer("400 Bad Request", "bad request\n"))
                     return
-                for request in connection.ready:
-                    request.keep_alive = False
+                for queued in connection.ready:
+                    queued.keep_alive = False
             except httptools.HttpParserError:
                 self._linger(connection, _plain_answer("400 Bad Request", "bad request\n"))
                 return

@@ -68,7 +68,7 @@ def cached_metrics_app(cache: ExpositionCache, registry: CollectorRegistry) -> W
             body, length = cache.filtered_body(names, fmt, gzip=compressed)
         elif compressed and wrapper is not None and not head:
             file = cache.gzip_file(fmt)
-        if file is not None:
+        if file is not None and wrapper is not None:
             body, length = wrapper(file.reader()), file.length
         elif not names:
             body, length = cache.body(fmt, gzip=compressed)

@@ -432,3 +432,19 @@ def test_shutdown_closes_every_connection(serve) -> None:
         sock.close()
     with pytest.raises(OSError):
         connect(port, timeout=2).close()
+
+
+def test_the_selectors_fallback_serves_too(serve, monkeypatch) -> None:
+    """Where there is no epoll (not Linux), the loop runs over `selectors`."""
+    from exporter import httpserver
+
+    monkeypatch.setattr(httpserver, "_EpollPoller", httpserver._SelectorPoller)
+    server = serve(max_connections=2)
+    assert isinstance(server._poller, httpserver._SelectorPoller)
+    port = server.server_port
+    assert get(port, "/healthz").body == b"ok\n"
+    gzipped = get(port, "/metrics", **{"Accept-Encoding": "gzip"})
+    assert b"demo_value 3.0" in gzip.decompress(gzipped.body)
+    with connect(port) as sock:
+        sock.sendall(request_with_head_of(MAX_HEAD_BYTES + 1))
+        assert read_answer(sock)[0] == "HTTP/1.1 431 Request Header Fields Too Large"
