@@ -99,6 +99,9 @@ class FileWrapper:
 class _EpollPoller:
     """epoll, called directly: the loop's own overhead is a large part of a scrape's CPU."""
 
+    FORGETS_CLOSED = True
+    """epoll drops a descriptor when it is closed: no unregister() call needed."""
+
     def __init__(self) -> None:
         self.READ = select.EPOLLIN
         self.WRITE = select.EPOLLOUT
@@ -117,6 +120,8 @@ class _EpollPoller:
 
 class _SelectorPoller:
     """The same over `selectors`, where there is no epoll."""
+
+    FORGETS_CLOSED = False
 
     def __init__(self) -> None:
         self.READ = self.READ_MASK = selectors.EVENT_READ
@@ -353,6 +358,7 @@ class HTTPServer:
             self.socket.close()
             raise
         self.socket.setblocking(False)
+        self._family = family
         self.server_address = self.socket.getsockname()[:2]
         self.server_port = int(self.server_address[1])
         self._inline = getattr(app, "runs_inline", None)
@@ -488,7 +494,7 @@ class HTTPServer:
         # and the common case then costs no failed accept().
         for _ in range(1):
             try:
-                sock, peer = self.socket.accept()
+                fd, peer = self.socket._accept()  # without socket.accept()'s enum conversions
             except BlockingIOError:
                 return
             except OSError as error:
@@ -501,6 +507,7 @@ class HTTPServer:
                 if error.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EINTR):
                     continue
                 raise
+            sock = socket.socket(self._family, socket.SOCK_STREAM, 0, fd)
             sock.setblocking(False)
             connection = _Connection(self, sock, peer)
             over = len(self._connections) - self._lingering >= self.max_connections
@@ -542,10 +549,10 @@ class HTTPServer:
         self._connections.pop(connection.fd, None)
         if self._targets.get(connection.fd) is connection:
             del self._targets[connection.fd]
-        if connection.events:
+        if connection.events and not self._poller.FORGETS_CLOSED:
             with contextlib.suppress(KeyError, ValueError, OSError):
                 self._poller.unregister(connection.fd)
-            connection.events = 0
+        connection.events = 0
         with contextlib.suppress(OSError):
             connection.sock.close()
         result, connection.result = connection.result, None
