@@ -250,6 +250,7 @@ def test_hostile_heads_leave_no_memory_behind(simulator, start_exporter, tmp_pat
     for thread in threads:
         thread.join(60)
     after = rss_kib(exporter.process.pid)
+    print(f"\nRSS before and after 40 hostile heads: {before} -> {after} KiB")
     assert after - before < 100 * 1024, f"RSS {before} -> {after} KiB"
     assert exporter.get("/metrics").status_code == 200
 
