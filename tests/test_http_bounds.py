@@ -449,3 +449,37 @@ def test_the_selectors_fallback_serves_too(serve, monkeypatch) -> None:
     with connect(port) as sock:
         sock.sendall(request_with_head_of(MAX_HEAD_BYTES + 1))
         assert read_answer(sock)[0] == "HTTP/1.1 431 Request Header Fields Too Large"
+
+
+def test_a_stalled_tls_handshake_and_a_client_that_stops_reading_are_dropped(
+    serve, tmp_path
+) -> None:
+    cert, key = make_certificate(tmp_path, "server")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    port = serve(tls=context, idle_timeout=1).server_port
+    with connect(port) as stalled:
+        stalled.sendall(b"\x16\x03\x01")  # the start of a ClientHello, and no more
+        assert closed_by_server(stalled)
+
+    big = tmp_path / "big"
+    with big.open("wb") as file:
+        file.truncate(256 * 1024 * 1024)  # sparse: more than any socket buffer holds
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Length", str(big.stat().st_size))])
+        return environ["wsgi.file_wrapper"](big.open("rb"))
+
+    app.runs_inline = lambda environ: True
+    port = serve(app, idle_timeout=1).server_port
+    with connect(port) as sock:
+        sock.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(3)  # read nothing for longer than the timeout
+        received = 0
+        sock.settimeout(10)
+        try:
+            while chunk := sock.recv(1 << 20):
+                received += len(chunk)
+        except ConnectionResetError:
+            pass
+        assert received < 256 * 1024 * 1024, "the whole body was sent to a client that stalled"
