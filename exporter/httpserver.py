@@ -830,8 +830,12 @@ class HTTPServer:
         if not keep_alive:
             lines.append("Connection: close\r\n")
         lines.append("\r\n")
-        self._queue(connection, "".join(lines).encode("latin-1"))
+        head = "".join(lines).encode("latin-1")
         connection.closing_after = not keep_alive
+        if region is not None and not head_only and not connection.tls and not connection.out:
+            self._send_file(connection, head, region, body)
+            return
+        self._queue(connection, head)
         if head_only:
             if rest is not None:
                 self._jobs.put(lambda: self._close_iterator(rest[0]))
@@ -850,6 +854,47 @@ class HTTPServer:
             elif chunked:
                 self._queue(connection, b"0\r\n\r\n")
         self._flush(connection)
+
+    def _send_file(
+        self, connection: _Connection, head: bytes, region: tuple[int, int, int], body: Any
+    ) -> None:
+        """The common answer, a head and a file body on a plain connection, sent straight away;
+        what the socket does not take at once goes through `_flush`."""
+        fd, offset, count = region
+        sock = connection.sock
+        try:
+            sent = sock.send(head, _MSG_MORE)
+        except BlockingIOError:
+            sent = 0
+        if sent < len(head):
+            self._queue(connection, head[sent:])
+        else:
+            try:
+                sent = os.sendfile(connection.fd, fd, offset, count) if count else 0
+            except BlockingIOError:
+                sent = 0
+            if sent >= count:
+                body.close()
+                self._complete(connection)
+                return
+            offset, count = offset + sent, count - sent
+        connection.out.append((fd, offset, count, body))
+        connection.out_bytes += count
+        self._flush(connection)
+
+    def _complete(self, connection: _Connection) -> None:
+        """The answer is sent: close, or wait for the next request."""
+        connection.busy = False
+        connection.result = None
+        if connection.closing_after:
+            self._close(connection)
+            return
+        connection.deadline = time.monotonic() + self.idle_timeout
+        if connection.events != self._poller.READ:
+            self._want(connection, self._poller.READ)
+        if connection.ready or connection.tls:
+            # Later in this turn of the loop, not from here: pipelined requests must not recurse.
+            self._calls.append(lambda: self._resume(connection))
 
     def _queue(self, connection: _Connection, data: bytes) -> None:
         connection.out.append(memoryview(data))
@@ -905,19 +950,10 @@ class HTTPServer:
             if not connection.pulling:
                 self._pull(connection)
             return
-        self._want(connection, self._poller.READ)
         if not connection.busy:
+            self._want(connection, self._poller.READ)
             return
-        # The response is complete.
-        connection.busy = False
-        connection.result = None
-        if connection.closing_after:
-            self._close(connection)
-            return
-        connection.deadline = time.monotonic() + self.idle_timeout
-        if connection.ready or connection.tls:
-            # Later in this turn of the loop, not from here: pipelined requests must not recurse.
-            self._calls.append(lambda: self._resume(connection))
+        self._complete(connection)
 
     def _resume(self, connection: _Connection) -> None:
         if connection.closed or connection.busy:
