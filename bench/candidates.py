@@ -338,7 +338,7 @@ CANDIDATES = (
     Candidate(
         "exporter",
         ("httptools",),
-        "exporter/httpserver.py: selectors loop, httptools, sendfile() from a memfd (WSGI)",
+        "exporter/httpserver.py: epoll loop, httptools, sendfile() from a memfd (WSGI)",
         serve_exporter,
     ),
     Candidate("waitress", ("waitress",), "waitress, pure Python, 4 threads", serve_waitress),
