@@ -139,6 +139,7 @@ class Exporter:
             clock=clock,
         )
         live.register(self.cache)
+        self.metrics.on_change = self.cache.refresh_live
         # Everything, rendered by prometheus-client on demand: `--once`, and /metrics requests
         # with a `name[]` filter. In the same order as the cached body, so that the two agree.
         self.registry = _registry(

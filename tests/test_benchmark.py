@@ -2,8 +2,9 @@
 
 Nothing here judges a timing: the figures are the benchmark's to report. What is checked is
 that the run measured what it says it measured: the cardinality asked for, real bodies (the
-gzip one decompresses to the plain one), the static server serving ours' bytes, one request
-per target in each poll cycle, and that every process it started is gone.
+gzip one decompresses to the plain one), nginx serving ours' bytes, one request per target in
+each poll cycle, the crowd of simultaneous scrapes, and that every process it started is gone.
+The comparison server is Debian's nginx (scripts/test.sh installs it); without it, this skips.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.benchmark import SERVERS, main
+from bench.benchmark import SERVERS, find_nginx, main
 
 COLUMNS = [
     "server",
@@ -33,6 +34,7 @@ COLUMNS = [
     "cycle/ideal",
     "max req/s (limit)",
     "scrapes",
+    "20 at once s (failed)",
 ]
 
 
@@ -62,6 +64,9 @@ def _table(report: str, header_start: str) -> list[list[str]]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+@pytest.mark.skipif(
+    find_nginx() is None, reason="needs nginx, the comparison server (apt-get install nginx)"
+)
 def test_quick_run_reports_every_server_and_column(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -80,7 +85,11 @@ def test_quick_run_reports_every_server_and_column(
         for cell in row[2:11]:
             assert float(cell.split()[0]) >= 0
     ratios_header, *ratio_rows = _table(report, "| series |")
-    assert ratios_header[1:3] == ["ours/static p50 gzip", "handwritten/ours p50 gzip"]
+    assert ratios_header[1:4] == [
+        "ours/nginx p50 gzip",
+        "ours/nginx CPU/scrape gzip",
+        "handwritten/ours p50 gzip",
+    ]
     assert [row[0] for row in ratio_rows] == ["100", "200"]
     assert "RSS growth per added series, 100 -> 200 series, ours:" in report
     assert "RSS growth per added series, 100 -> 200 series, handwritten:" in report
@@ -100,7 +109,12 @@ def test_quick_run_reports_every_server_and_column(
         assert all(t > 0 for t in result["plain_seconds"] + result["gzip_seconds"])
         assert result["rss"] > 0
         assert result["cpu_per_scrape_plain"] >= 0 and result["cpu_per_scrape_gzip"] >= 0
-        if server == "static":
+        if server == "handwritten":
+            assert result["burst_seconds"] is None
+        else:
+            assert result["burst_size"] == 20 and result["burst_failed"] == 0
+            assert result["burst_seconds"] > 0
+        if server == "nginx":
             ours = results["ours", asked]
             assert (result["bytes_plain"], result["bytes_gzip"]) == (
                 ours["bytes_plain"],

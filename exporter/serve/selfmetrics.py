@@ -10,6 +10,7 @@ from __future__ import annotations
 import platform
 import threading
 import time
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.registry import Collector
@@ -60,6 +61,8 @@ class SelfMetrics:
         if registry is not None:
             for collector in self.polled + self.live:
                 registry.register(collector)
+        self.on_change: Callable[[], None] | None = None
+        """Called after a reload's outcome is set, so that the next scrape shows it."""
         self._lock = threading.Lock()
         self._codes: dict[str, set[str]] = {}
         self._tracked: frozenset[str] = frozenset()
@@ -128,6 +131,8 @@ class SelfMetrics:
         self.reload_successful.set(1 if success else 0)
         if success:
             self.reload_success_time.set(time.time())
+        if self.on_change is not None:
+            self.on_change()
 
 
 class PersistenceMetrics:
