@@ -6,6 +6,13 @@
 #     -v "$PWD/config.yaml:/etc/whatsapp-exporter/config.yaml:ro" whatsapp-exporter
 #   docker run -p 9477:9477 whatsapp-exporter --demo        # no account needed
 #
+# Counters that go on across restarts (docs/persistence.md): their state on a named volume.
+#   docker run -p 9477:9477 -e SPLASHIFY_API_KEY \
+#     -v "$PWD/config.yaml:/etc/whatsapp-exporter/config.yaml:ro" \
+#     -v whatsapp-exporter-state:/var/lib/whatsapp-exporter whatsapp-exporter \
+#     --config /etc/whatsapp-exporter/config.yaml \
+#     --persistence.file /var/lib/whatsapp-exporter/state.db
+#
 # The build stage turns the package and its dependencies into wheels; the final stage installs
 # them from a bind mount, so neither the sources nor the wheels stay in a layer.
 
@@ -29,6 +36,8 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
  && install -d -o exporter -g exporter /etc/whatsapp-exporter /var/lib/whatsapp-exporter
 USER 10001:10001
 WORKDIR /var/lib/whatsapp-exporter
+# Where --persistence.file keeps the counters' state (one file per process, never shared).
+VOLUME ["/var/lib/whatsapp-exporter"]
 EXPOSE 9477
 # /healthz answers 200 while the process is alive. The slim image has no curl: Python's own
 # urllib does the request, and an exception (no answer, non-2xx) makes the check fail. With

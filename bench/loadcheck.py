@@ -72,7 +72,8 @@ def _serve(port: int, target_count: int, speed: float, origin: float, ready) -> 
         Target,
         WebConfig,
     )
-    from exporter.serve.web import landing_page, make_app, start_http_server
+    from exporter.serve.statuspage import render_status_page
+    from exporter.serve.web import make_app, start_http_server
 
     clock = FastClock(speed, origin)
     sim = Simulator(api_key=KEY, accounts=accounts(target_count), clock=clock).start()
@@ -95,7 +96,7 @@ def _serve(port: int, target_count: int, speed: float, origin: float, ready) -> 
         make_app(
             exporter.registry,
             exporter.is_ready,
-            lambda: landing_page([]),
+            lambda: render_status_page(exporter.status_view()),
             cache=exporter.cache,
         ),
     )

@@ -20,6 +20,7 @@ from exporter.pipeline.sharding import shard_from_flag
 
 if TYPE_CHECKING:
     from exporter.app import Overrides
+    from exporter.pipeline.persistence import StateFile
     from exporter.serve.webconfig import WebSecurity
     from exporter.simulator import Simulator
 
@@ -91,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
         dest="web_enable_lifecycle",
         action="store_true",
         help="serve POST /-/reload (SIGHUP reloads either way)",
+    )
+    parser.add_argument(
+        "--persistence.file",
+        dest="persistence_file",
+        metavar="PATH",
+        help="keep the counters' state in this file (SQLite), saved after every poll, so that "
+        "they go on across restarts; off when not given",
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
@@ -215,21 +223,34 @@ def _exporter(args: argparse.Namespace, loaded: Config, overrides: Overrides) ->
 
     configure_logging(args.log_level, args.log_format, [config.splashify.api_key.reveal()])
     log_shard(config, len(loaded.targets))
-    if args.once:
-        return _run_once(config)
-    return _serve(
-        config,
-        None if args.demo else args.config,
-        overrides,
-        security,
-        lifecycle=args.web_enable_lifecycle,
-    )
+    state_file = None
+    if args.persistence_file is not None:
+        from exporter.pipeline.persistence import PersistenceError, open_state_file
+
+        try:
+            state_file = open_state_file(args.persistence_file)
+        except PersistenceError as error:
+            return fail(str(error))
+    try:
+        if args.once:
+            return _run_once(config, state_file)
+        return _serve(
+            config,
+            None if args.demo else args.config,
+            overrides,
+            security,
+            lifecycle=args.web_enable_lifecycle,
+            state_file=state_file,
+        )
+    finally:
+        if state_file is not None:
+            state_file.close()
 
 
-def _run_once(config: Config) -> int:
+def _run_once(config: Config, state_file: StateFile | None = None) -> int:
     from exporter.app import Exporter
 
-    exporter = Exporter(config)
+    exporter = Exporter(config, state_file=state_file)
     succeeded = exporter.poll_all_once()
     sys.stdout.write(exporter.exposition().decode())
     return EXIT_OK if succeeded else EXIT_FAILED
@@ -246,11 +267,14 @@ def _serve(
     security: WebSecurity | None,
     *,
     lifecycle: bool = False,
+    state_file: StateFile | None = None,
 ) -> int:
     from exporter.app import Exporter
-    from exporter.serve.web import landing_page, make_app, start_http_server
+    from exporter.serve.statuspage import render_status_page
+    from exporter.serve.targets_api import render_targets_json
+    from exporter.serve.web import make_app, start_http_server
 
-    exporter = Exporter(config)
+    exporter = Exporter(config, state_file=state_file)
 
     def reload_config() -> tuple[bool, str]:
         if config_path is None:
@@ -260,9 +284,10 @@ def _serve(
     app = make_app(
         exporter.registry,
         exporter.is_ready,
-        lambda: landing_page(p.target.name for p in exporter.pollers),
+        lambda: render_status_page(exporter.status_view()),
         reload=reload_config if lifecycle else None,
         cache=exporter.cache,
+        targets=lambda: render_targets_json(exporter.status_view()),
     )
     if security is not None and security.users:
         from exporter.serve.webconfig import BasicAuth
@@ -280,11 +305,23 @@ def _serve(
         stop.set()
 
     def request_reload(_signum: int, _frame: object) -> None:
-        reload_requested.set()  # done by the main loop, not inside the signal handler
+        reload_requested.set()  # done by the reload thread, not inside the signal handler
+
+    def reload_on_request() -> None:
+        # Reloads run here, not in the main thread: reading the config can block (a FIFO, a
+        # hung network mount), and the main thread must stay free to act on SIGTERM.
+        while not stop.is_set():
+            if not reload_requested.wait(0.2) or stop.is_set():
+                continue
+            reload_requested.clear()
+            ok, message = reload_config()
+            if not ok and config_path is None:
+                log.warning("SIGHUP ignored: %s", message)
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGHUP, request_reload)
+    threading.Thread(target=reload_on_request, name="reload", daemon=True).start()
     exporter.start_polling()
     log.info(
         "listening on %s, polling %d target(s) every %gs",
@@ -292,12 +329,7 @@ def _serve(
         len(config.targets),
         config.poll.interval,
     )
-    while not stop.wait(0.2):
-        if reload_requested.is_set():
-            reload_requested.clear()
-            ok, message = reload_config()
-            if not ok and config_path is None:
-                log.warning("SIGHUP ignored: %s", message)
+    stop.wait()
     exporter.stop()
     server.shutdown()
     server.server_close()
@@ -308,10 +340,11 @@ def _serve(
 def _leave_without_stragglers(grace: float) -> None:
     """Give polls in flight `grace` seconds, then exit without them.
 
-    A request to a slow upstream can outlive any timeout we set (the timeout is per socket
-    read), and the interpreter would wait for its worker thread at exit: concurrent.futures
-    joins its workers even when they are daemon threads, as APScheduler's are. Nothing is lost
-    by not waiting: the exporter keeps no state beyond the process.
+    A poll in flight may need up to `splashify.timeout` to end, and a reload may be blocked
+    reading the config (a FIFO, a hung mount); the interpreter would wait for such threads at
+    exit: concurrent.futures joins its workers even when they are daemon threads, as
+    APScheduler's are. Nothing is lost by not waiting: a poll cut short was never served, and
+    its save (with --persistence.file) is one transaction, which either happened or did not.
     """
     deadline = time.monotonic() + grace
     others = [t for t in threading.enumerate() if t is not threading.current_thread()]

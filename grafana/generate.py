@@ -478,6 +478,24 @@ def health_upstream() -> list[AnyBuilder]:
                                 f"whatsapp_exporter_api_requests_total{{{HEALTH_SEL}}}"
                                 "[$__rate_interval]))", "{{waba_name}}")],
                          "reqps", (12, 23, 12, 8), steps=False),
+        timeseries_panel(14, "Rate budget used",
+                         "How much of the upstream's rate budget is spent, per target and "
+                         "budget (app: X-App-Usage; business_use_case: the account's, "
+                         "X-Business-Use-Case-Usage), the highest of call count, CPU time and "
+                         "total time, as the last answer said. The upstream throttles at 100%; "
+                         "the dashed line is WhatsAppExporterApiUsageHigh's 90%.",
+                         [query("max by (waba_name, type) "
+                                f"(whatsapp_exporter_api_usage_percent{{{HEALTH_SEL}}})",
+                                "{{waba_name}} {{type}}")],
+                         "percent", (0, 31, 12, 8), threshold_line=90),
+        timeseries_panel(15, "Time to regain access",
+                         "For a throttled target: how long until the upstream lets it back in "
+                         "(its estimated_time_to_regain_access, counting down). 0 while it is "
+                         "not throttled.",
+                         [query("max by (waba_name) "
+                                f"(whatsapp_exporter_api_regain_access_seconds{{{HEALTH_SEL}}})",
+                                "{{waba_name}}")],
+                         "s", (12, 31, 12, 8), steps=False),
     ]
 
 
@@ -487,15 +505,15 @@ def health_exporter() -> list[AnyBuilder]:
                          "Series the selected exporters serve, per metric name.",
                          [query('count by (__name__) ({__name__=~"whatsapp_.*", '
                                 f"{SCRAPE_SEL}}})", "{{__name__}}")],
-                         "short", (0, 32, 12, 8)),
+                         "short", (0, 41, 12, 8)),
         timeseries_panel(12, "Scrape duration",
                          "How long Prometheus' scrape of /metrics took. A scrape never calls "
                          "the upstream, so this stays in milliseconds.",
                          [query(f"max by (instance) (scrape_duration_seconds{{{SCRAPE_SEL}}})",
                                 "{{instance}}")],
-                         "s", (12, 32, 12, 8), steps=False),
+                         "s", (12, 41, 12, 8), steps=False),
         table_panel(13, "Build", "Version of each exporter and of the Python running it.",
-                    f"whatsapp_exporter_build_info{{{SCRAPE_SEL}}}", "string", (0, 40, 24, 5),
+                    f"whatsapp_exporter_build_info{{{SCRAPE_SEL}}}", "string", (0, 49, 24, 5),
                     hide=["Time", "Value", "__name__"]),
     ]
 
@@ -513,12 +531,13 @@ def health_dashboard() -> dash.Dashboard:
     return dashboard(
         "whatsapp-exporter-health", "WhatsApp exporter health",
         "Is whatsapp-exporter polling the Splashify API well: poll success and age per "
-        "target, API requests by status, poll duration, errors by reason, series count.",
+        "target, API requests by status, the rate budget used, poll duration, errors by "
+        "reason, series count.",
         variables, [
             (row(100, "Now", 0), health_now()),
             (row(101, "Polls", 5), health_polls()),
             (row(102, "Upstream API", 22), health_upstream()),
-            (row(103, "The exporter", 31), health_exporter()),
+            (row(103, "The exporter", 40), health_exporter()),
         ], time_from="now-6h",
     )
 

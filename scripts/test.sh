@@ -1,17 +1,32 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what the tests need, then lints and tests.
 #   - Debian's `prometheus` package (promtool and the server), when missing (needs root/apt);
+#   - Debian's `chromium`, when missing: the status page's browser test loads it headless;
+#   - Debian's `nginx`, the benchmark's comparison server (tests/test_benchmark.py), when missing;
 #   - the package with its test extras, into the active virtualenv, or into ./.venv.
 # Extra arguments go to pytest (e.g. scripts/test.sh -k buckets).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+missing=()
 if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
-  echo "== installing Debian's prometheus package (promtool + server)"
+  missing+=(prometheus)
+fi
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "== installing Debian's ${missing[*]}"
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  echo "== installing Debian's nginx (the benchmark's comparison server)"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends nginx >/dev/null
 fi
 
 if [ -z "${VIRTUAL_ENV:-}" ]; then

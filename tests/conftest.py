@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -91,16 +91,24 @@ def parse_metrics(text: str) -> dict:
 class ExporterProcess:
     """The exporter as users run it: a real process serving HTTP on loopback."""
 
-    def __init__(self, *args: str, log_path: Path) -> None:
-        self.port = free_port()
+    def __init__(
+        self,
+        *args: str,
+        log_path: Path,
+        port: int | None = None,
+        command: tuple[str, ...] = ("-m", "exporter"),
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> None:
+        """`command` runs the exporter (e.g. tests.fastclock's); `port` to take over one;
+        `preexec_fn` runs in the child before it starts (e.g. to set a resource limit)."""
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log_path = log_path
         self._log = log_path.open("w")
         self.process = subprocess.Popen(
             [
                 sys.executable,
-                "-m",
-                "exporter",
+                *command,
                 *args,
                 "--web.listen-address",
                 f"127.0.0.1:{self.port}",
@@ -109,6 +117,7 @@ class ExporterProcess:
             stderr=subprocess.STDOUT,
             text=True,
             env=exporter_env(),
+            preexec_fn=preexec_fn,
         )
 
     def wait_ready(self, timeout: float = 30) -> None:
@@ -178,8 +187,9 @@ class ExporterProcess:
 def start_exporter(tmp_path: Path) -> Iterator:
     started: list[ExporterProcess] = []
 
-    def start(*args: str) -> ExporterProcess:
-        process = ExporterProcess(*args, log_path=tmp_path / f"exporter-{len(started)}.log")
+    def start(*args: str, **options) -> ExporterProcess:
+        log_path = tmp_path / f"exporter-{len(started)}.log"
+        process = ExporterProcess(*args, log_path=log_path, **options)
         started.append(process)
         return process
 
@@ -200,19 +210,29 @@ def poll_clock(request) -> int:
 
 
 def expected_observed(
-    sim: Simulator, answered: list, delay: float, point_keys: list[str]
+    sim: Simulator,
+    answered: list,
+    delay: float,
+    point_keys: list[str],
+    *,
+    first: object | None = None,
 ) -> dict[tuple[str, ...], int]:
     """What `whatsapp_conversations_observed_total` must read after these answered requests.
 
     Computed independently of exporter/pipeline/buckets.py: per bucket and label set, the
     highest count any answer gave once the bucket was complete (by the exporter's clock), summed;
     every label set of every answered window has a series (0 until a bucket of it completes).
+    A fresh exporter does not count the history it finds: the buckets complete at its first
+    attempt (`first`, by default the first answered request) count only what later answers
+    added above the first answer's count.
     """
     from exporter.pipeline.buckets import latest_complete_bucket
 
+    baseline = latest_complete_bucket(poll_clock(first or answered[0]), delay)
     best: dict[tuple[int, tuple[str, ...]], int] = {}
+    remembered: dict[tuple[int, tuple[str, ...]], int] = {}
     totals: dict[tuple[str, ...], int] = {}
-    for request in answered:
+    for number, request in enumerate(answered):
         complete = latest_complete_bucket(poll_clock(request), delay)
         for point in sim.expected_points(request.account_waba_id, request.query, request.time):
             labels = tuple(point.get(key, "") for key in point_keys)
@@ -220,6 +240,8 @@ def expected_observed(
             if point["start"] <= complete:
                 key = (point["start"], labels)
                 best[key] = max(best.get(key, 0), point["conversation"])
-    for (_, labels), count in best.items():
-        totals[labels] += count
+                if number == 0 and point["start"] <= baseline:
+                    remembered[key] = max(remembered.get(key, 0), point["conversation"])
+    for key, count in best.items():
+        totals[key[1]] += count - remembered.get(key, 0)
     return totals

@@ -2,8 +2,9 @@
 
 Nothing here judges a timing: the figures are the benchmark's to report. What is checked is
 that the run measured what it says it measured: the cardinality asked for, real bodies (the
-gzip one decompresses to the plain one), the static server serving ours' bytes, one request
-per target in each poll cycle, and that every process it started is gone.
+gzip one decompresses to the plain one), nginx serving ours' bytes, one request per target in
+each poll cycle, the crowd of simultaneous scrapes, and that every process it started is gone.
+The comparison server is Debian's nginx (scripts/test.sh installs it); without it, this skips.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.benchmark import SERVERS, main
+from bench.benchmark import SERVERS, find_nginx, main
 
 COLUMNS = [
     "server",
@@ -33,6 +34,7 @@ COLUMNS = [
     "cycle/ideal",
     "max req/s (limit)",
     "scrapes",
+    "20 at once s (failed)",
 ]
 
 
@@ -62,6 +64,9 @@ def _table(report: str, header_start: str) -> list[list[str]]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+@pytest.mark.skipif(
+    find_nginx() is None, reason="needs nginx, the comparison server (apt-get install nginx)"
+)
 def test_quick_run_reports_every_server_and_column(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -80,7 +85,11 @@ def test_quick_run_reports_every_server_and_column(
         for cell in row[2:11]:
             assert float(cell.split()[0]) >= 0
     ratios_header, *ratio_rows = _table(report, "| series |")
-    assert ratios_header[1:3] == ["ours/static p50 gzip", "handwritten/ours p50 gzip"]
+    assert ratios_header[1:4] == [
+        "ours/nginx p50 gzip",
+        "ours/nginx CPU/scrape gzip",
+        "handwritten/ours p50 gzip",
+    ]
     assert [row[0] for row in ratio_rows] == ["100", "200"]
     assert "RSS growth per added series, 100 -> 200 series, ours:" in report
     assert "RSS growth per added series, 100 -> 200 series, handwritten:" in report
@@ -100,7 +109,12 @@ def test_quick_run_reports_every_server_and_column(
         assert all(t > 0 for t in result["plain_seconds"] + result["gzip_seconds"])
         assert result["rss"] > 0
         assert result["cpu_per_scrape_plain"] >= 0 and result["cpu_per_scrape_gzip"] >= 0
-        if server == "static":
+        if server == "handwritten":
+            assert result["burst_seconds"] is None
+        else:
+            assert result["burst_size"] == 20 and result["burst_failed"] == 0
+            assert result["burst_seconds"] > 0
+        if server == "nginx":
             ours = results["ours", asked]
             assert (result["bytes_plain"], result["bytes_gzip"]) == (
                 ours["bytes_plain"],
@@ -119,3 +133,27 @@ def test_quick_run_reports_every_server_and_column(
     # tracker is its own helper, and lives as long as this process.)
     left = {pid: Path(f"/proc/{pid}/cmdline").read_bytes() for pid in _children() - before}
     assert not {pid: cmd for pid, cmd in left.items() if b"resource_tracker" not in cmd}
+
+
+def test_memory_quick_run_reports_every_scenario_and_its_outcome(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench.memory import main as memory_main
+
+    raw = tmp_path / "memory.json"
+    assert memory_main(["--quick", "--json", str(raw)]) == 0
+    report = capsys.readouterr().out
+    header, *rows = _table(report, "| scenario |")
+    assert header == ["scenario", "answer", "limits", "outcome", "peak RSS MiB"]
+    outcomes = {row[0]: row[3] for row in rows}
+    assert outcomes == {
+        "healthy (demo account)": "success",
+        "gzip bomb": "failed: limit_exceeded",
+        "2,000 label sets": "failed: limit_exceeded",
+        "400 label sets x 12 half hours": "success",
+        "2,000 label sets, limit raised": "success",
+    }
+    results = json.loads(raw.read_text())
+    assert [r["scenario"] for r in results] == [row[0] for row in rows]
+    assert all(r["peak_rss_mib"] > 0 for r in results)  # measured, not judged
+    assert [r["exit_code"] for r in results] == [0, 1, 1, 0, 0]

@@ -72,7 +72,10 @@ def test_check_config_ok(simulator, tmp_path) -> None:
 BAD_CONFIGS = [
     ({"targets": [{"name": "x"}]}, "targets[0].waba_id: required"),
     ({"poll": {"delay": "3x"}}, 'poll.delay: not a duration: "3x"'),
-    ({"splashify": {"base_ur": "http://x", "api_key": "k"}}, "unknown key splashify.base_ur"),
+    (
+        {"splashify": {"base_ur": "http://x", "api_key": "k-123456"}},
+        "unknown key splashify.base_ur",
+    ),
     ({"dimensions": ["CUNTRY"]}, "dimensions[0]"),
 ]
 
@@ -121,7 +124,10 @@ def test_demo_once_needs_no_config_and_no_key(tmp_path) -> None:
     families = parse_metrics(result.stdout)
     assert {s.labels["waba_name"] for s in families["whatsapp_exporter_poll_success"].samples} \
         == {a.name for a in DEMO_ACCOUNTS}
-    assert sum(s.value for s in families["whatsapp_conversations_observed"].samples) > 0
+    assert sum(s.value for s in families["whatsapp_conversations"].samples) > 0
+    # A fresh process counts none of the history it finds: every counter series starts at 0.
+    counters = families["whatsapp_conversations_observed"].samples
+    assert counters and {s.value for s in counters} == {0.0}
 
 
 def test_demo_serves_metrics(start_exporter) -> None:

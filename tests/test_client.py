@@ -108,19 +108,26 @@ def test_a_wrong_key_is_an_auth_error(simulator: Simulator) -> None:
 
 
 @pytest.mark.parametrize(
-    "fault",
-    [Fault.status(500), Fault.status(502), Fault.status(503), Fault.rate_limited(),
-     Fault.graph_error(4), Fault.graph_error(130429, http_status=400), Fault.graph_error(2),
-     Fault.down()],
+    ("fault", "sleeps"),
+    [
+        *[(fault, [0.25, 0.5]) for fault in (Fault.status(500), Fault.status(502),
+                                             Fault.status(503), Fault.graph_error(2),
+                                             Fault.down())],
+        # Rate limits wait at least 1s, then 2s (plus jitter): the upstream is not hammered.
+        *[(fault, [1.5, 3.0]) for fault in (Fault.rate_limited(), Fault.graph_error(4),
+                                            Fault.graph_error(130429, http_status=400))],
+    ],
 )
-def test_transient_errors_are_retried_until_success(simulator: Simulator, fault: Fault) -> None:
+def test_transient_errors_are_retried_until_success(
+    simulator: Simulator, fault: Fault, sleeps: list[float]
+) -> None:
     simulator.set_fault(fault, times=2)
     recorder = Recorder()
     body = make_client(simulator, recorder).fetch(TARGET, window_query(), far())
     assert body["id"] == WABA.waba_id
     assert len(recorder.codes) == 3 and recorder.codes[-1] == "200"
     # Exponential backoff (jitter fixed at 0.5 here): 0.5 * 0.5s, then 0.5 * 1s.
-    assert recorder.sleeps == [0.25, 0.5]
+    assert recorder.sleeps == sleeps
 
 
 def test_retries_are_bounded(simulator: Simulator) -> None:
@@ -195,4 +202,8 @@ def test_retry_delay() -> None:
     assert [retry_delay(policy, n, failure, 1.0) for n in range(6)] == [1, 2, 4, 8, 8, 8]
     assert retry_delay(policy, 3, failure, 0.0) == 0
     assert retry_delay(policy, 0, RateLimited("x", retry_after=30), 0.5) == 30
-    assert retry_delay(policy, 2, RateLimited("x"), 0.5) == 2
+    # Rate limits: a floor of 1s doubling per retry, jitter on top, within max_delay.
+    assert retry_delay(policy, 0, RateLimited("x"), 0.0) == 1
+    assert retry_delay(policy, 2, RateLimited("x"), 0.5) == 6
+    assert retry_delay(policy, 5, RateLimited("x"), 0.9) == 8
+    assert retry_delay(policy, 1, RateLimited("x", retry_after=0), 0.5) == 2

@@ -68,7 +68,7 @@ KEY = "sk_live_0123456789abcdef"
 ENV = {"SPLASHIFY_API_KEY": KEY}
 
 # The smallest valid config; error cases add to or change one part of it.
-API_KEY = "splashify:\n  api_key: k\n"
+API_KEY = "splashify:\n  api_key: k-123456\n"
 TARGET = "targets:\n  - waba_id: '1'\n"
 MINIMAL = API_KEY + TARGET
 
@@ -145,7 +145,7 @@ def test_defaults_with_only_an_api_key_and_one_target() -> None:
     config = parse(MINIMAL)
 
     assert config == Config(
-        splashify=SplashifyConfig(api_key=Secret("k")),
+        splashify=SplashifyConfig(api_key=Secret("k-123456")),
         targets=(Target(name="1", waba_id="1"),),
     )
     assert config.splashify.base_url == "https://api.splashifypro.com"
@@ -208,13 +208,13 @@ def test_config_is_frozen() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("splashify: {api_key: k, base_url: 'http://localhost:8080/'}", "http://localhost:8080"),
+        ("splashify: {api_key: k-123456, base_url: 'http://localhost:8080/'}", "http://localhost:8080"),
         (
-            "splashify: {api_key: k, base_url: 'https://h.example/api/v1//'}",
+            "splashify: {api_key: k-123456, base_url: 'https://h.example/api/v1//'}",
             "https://h.example/api/v1",
         ),
-        ("splashify: {api_key: k, base_url: 'HTTPS://h.example'}", "https://h.example"),
-        ("splashify: {api_key: k, base_url: 'http://[::1]:9/p'}", "http://[::1]:9/p"),
+        ("splashify: {api_key: k-123456, base_url: 'HTTPS://h.example'}", "https://h.example"),
+        ("splashify: {api_key: k-123456, base_url: 'http://[::1]:9/p'}", "http://[::1]:9/p"),
     ],
 )
 def test_base_url_is_kept_without_trailing_slash(text: str, expected: str) -> None:
@@ -223,13 +223,13 @@ def test_base_url_is_kept_without_trailing_slash(text: str, expected: str) -> No
 
 @pytest.mark.parametrize("version", ["v25.0", "v1", "v19.10"])
 def test_api_versions(version: str) -> None:
-    text = f"splashify: {{api_key: k, api_version: {version}}}\n" + TARGET
+    text = f"splashify: {{api_key: k-123456, api_version: {version}}}\n" + TARGET
     assert parse(text).splashify.api_version == version
 
 
 def test_numbers_may_be_strings_as_variables_give_them() -> None:
     text = (
-        "splashify:\n  api_key: k\n  max_retries: ${R}\n  max_concurrency: '2'\n"
+        "splashify:\n  api_key: k-123456\n  max_retries: ${R}\n  max_concurrency: '2'\n"
         "  requests_per_second: ${RPS}\n  timeout: ${T}\n" + TARGET
     )
     splashify = parse(text, {"R": "0", "RPS": "0.5", "T": "90"}).splashify
@@ -305,7 +305,7 @@ def test_variables_expand_in_every_string_value() -> None:
         "web: {listen_address: '${ADDRESS}'}\n"
     )
     environ = {
-        "KEY": "k1",
+        "KEY": "k1-secret",
         "HOST": "example.com",
         "VERSION": "v26.0",
         "INTERVAL": "1m",
@@ -318,7 +318,7 @@ def test_variables_expand_in_every_string_value() -> None:
     }
     config = parse(text, environ)
 
-    assert config.splashify.api_key == Secret("k1")
+    assert config.splashify.api_key == Secret("k1-secret")
     assert config.splashify.base_url == "https://example.com/prefix"
     assert config.splashify.api_version == "v26.0"
     assert config.poll.interval == 60.0
@@ -427,7 +427,7 @@ DIMENSION_NAMES = "CONVERSATION_CATEGORY, CONVERSATION_DIRECTION, CONVERSATION_T
 
 
 def splashify(extra: str) -> str:
-    return f"splashify: {{api_key: k, {extra}}}\n" + TARGET
+    return f"splashify: {{api_key: k-123456, {extra}}}\n" + TARGET
 
 
 def targets(*items: str) -> str:
@@ -436,7 +436,7 @@ def targets(*items: str) -> str:
 
 TOP_KEYS = (
     "(one of splashify, poll, dimensions, filters, sources, pricing, messages, targets, web, "
-    "shard)"
+    "shard, limits)"
 )
 
 ERRORS = [
@@ -482,7 +482,7 @@ ERRORS = [
     (MINIMAL + "web: 9477\n", "web: expected a mapping, got 9477"),
     # the API key
     (
-        "splashify: {api_key: k, api_key_file: f}\n" + TARGET,
+        "splashify: {api_key: k-123456, api_key_file: f}\n" + TARGET,
         "splashify: set api_key or api_key_file, not both",
     ),
     (
@@ -584,8 +584,8 @@ ERRORS = [
         "or data would be dropped between two good polls",
     ),
     (
-        MINIMAL + "poll: {interval: 10s}\nsplashify: {api_key: k, timeout: 10s}\n",
-        "splashify.timeout: must be shorter than poll.interval (10s), "
+        MINIMAL + "poll: {interval: 10s}\nsplashify: {api_key: k-123456, timeout: 11s}\n",
+        "splashify.timeout: must not be longer than poll.interval (10s), "
         "or one request could outlast a whole poll cycle",
     ),
     (
@@ -929,7 +929,7 @@ def test_a_file_that_is_not_utf8(tmp_path: Path) -> None:
     ("text", "place", "message"),
     [
         (
-            "splashify:\n  api_key: k\n  timeout: 10s: 5\n",
+            "splashify:\n  api_key: k-123456\n  timeout: 10s: 5\n",
             "3:15",
             "invalid YAML: mapping values are not allowed here",
         ),
@@ -1295,7 +1295,7 @@ def test_a_bad_key_is_never_echoed(head: str, separator: str, tail: str) -> None
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.from_regex(r"[!-~]{1,40}", fullmatch=True))
+@given(st.from_regex(r"[!-~]{8,40}", fullmatch=True))
 def test_a_printable_key_is_taken_as_it_is(key: str) -> None:
     raw = {"splashify": {"api_key": "${K}"}, "targets": [{"waba_id": "1"}]}
     config = parse_config(raw, {"K": f" {key}\n"})
@@ -1303,7 +1303,10 @@ def test_a_printable_key_is_taken_as_it_is(key: str) -> None:
 
 
 def test_date_and_binary_values_are_rejected_by_kind() -> None:
-    raw = {"splashify": {"api_key": "k"}, "targets": [{"customer_id": datetime.date(2024, 1, 1)}]}
+    raw = {
+        "splashify": {"api_key": "k-123456"},
+        "targets": [{"customer_id": datetime.date(2024, 1, 1)}],
+    }
     with pytest.raises(ConfigError) as caught:
         parse_config(raw, {})
     assert str(caught.value) == "targets[0].customer_id: expected a string, got a date"
@@ -1313,11 +1316,12 @@ def test_date_and_binary_values_are_rejected_by_kind() -> None:
     ("text", "expected"),
     [
         (
-            "splashify: {api_key: k}\ntargets: [{waba_id: '1'}]\ntargets: [{waba_id: '2'}]\n",
+            "splashify: {api_key: k-123456}\ntargets: [{waba_id: '1'}]\n"
+            "targets: [{waba_id: '2'}]\n",
             'c.yaml:3:1: invalid YAML: while constructing a mapping, duplicate key "targets"',
         ),
         (
-            "splashify:\n  api_key: k\n  api_key: j\ntargets: [{waba_id: '1'}]\n",
+            "splashify:\n  api_key: k-123456\n  api_key: j\ntargets: [{waba_id: '1'}]\n",
             'c.yaml:3:3: invalid YAML: while constructing a mapping, duplicate key "api_key"',
         ),
     ],
@@ -1333,7 +1337,7 @@ def test_a_key_given_twice_is_rejected(tmp_path: Path, text: str, expected: str)
 def test_yaml_merge_keys_may_repeat_a_key(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(
-        "splashify: {api_key: k}\n"
+        "splashify: {api_key: k-123456}\n"
         "targets:\n"
         "  - &first {waba_id: '1', phone_numbers: ['9']}\n"
         "  - {<<: *first, waba_id: '2', name: second}\n"

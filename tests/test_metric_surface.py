@@ -1,6 +1,7 @@
 """The metric surface that dashboards and alert rules depend on, pinned in a golden file.
 
-Every `whatsapp_*` family that `--demo --once` prints (all dimensions enabled), with its type,
+Every `whatsapp_*` family that `--demo --once --persistence.file F` prints (all dimensions
+enabled), with its type,
 label names and HELP text, must equal tests/golden/metric_surface.txt line for line. A change
 here breaks users' dashboards: make it on purpose, regenerate with
 `UPDATE_GOLDEN=1 python -m pytest tests/test_metric_surface.py`, and say so in the changelog.
@@ -33,8 +34,10 @@ def surface(exposition: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def demo_surface() -> str:
-    result = run_exporter("--demo", "--once")
+def demo_surface(tmp_path_factory: pytest.TempPathFactory) -> str:
+    # With a state file, so that the persistence self-metrics are on the surface too.
+    state = tmp_path_factory.mktemp("state") / "state.db"
+    result = run_exporter("--demo", "--once", "--persistence.file", str(state))
     assert result.returncode == 0, result.stderr
     return surface(result.stdout)
 

@@ -78,10 +78,14 @@ def test_several_data_entries_are_joined() -> None:
     assert [p.conversations for p in answer.points] == [1, 2]
 
 
-def test_non_string_dimension_values_become_strings_and_null_becomes_empty() -> None:
-    body = wrapped({"start": 0, "end": 1800, "conversation": 1, "phone_number": 912240289385,
+def test_null_dimension_values_become_empty_and_non_text_is_a_bad_response() -> None:
+    body = wrapped({"start": 0, "end": 1800, "conversation": 1, "phone_number": "912240289385",
                     "country": None})
     assert parse_answer(body, ("COUNTRY", "PHONE")).points[0].labels == ("", "912240289385")
+    # A label value is text: a number is not (it was once labelled by its digits).
+    body = wrapped({"start": 0, "end": 1800, "conversation": 1, "phone_number": 912240289385})
+    with pytest.raises(BadResponse, match="must be text, got a number"):
+        parse_answer(body, ("PHONE",))
 
 
 @pytest.mark.parametrize(
@@ -127,14 +131,17 @@ def test_label_reader_reads_present_and_absent_keys() -> None:
     assert label_reader(["conversation_type"])(point) == (None,)
 
 
-def test_non_text_dimension_values_keep_their_own_spelling() -> None:
-    # 1, True and 1.0 are one dict key in Python; as labels they are three values.
-    points = [
-        {"start": 0, "end": 1800, "conversation": 1, "country": value}
-        for value in (1, True, 1.0, "1")
-    ]
-    answer = parse_answer({"conversation_analytics": {"data_points": points}}, ("COUNTRY",))
-    assert [p.labels for p in answer.points] == [("1",), ("True",), ("1.0",), ("1",)]
+def test_non_text_dimension_values_are_a_bad_response() -> None:
+    # 1, True and 1.0 are one dict key in Python, and none of them is text: a label value
+    # must not be a Python repr ("True", "['a', 'b']"). The text "1" is fine.
+    def body(value: object) -> dict:
+        point = {"start": 0, "end": 1800, "conversation": 1, "country": value}
+        return {"conversation_analytics": {"data_points": [point]}}
+
+    assert parse_answer(body("1"), ("COUNTRY",)).points[0].labels == ("1",)
+    for value in (1, True, 1.0, ["a", "b"], {"a": 1}):
+        with pytest.raises(BadResponse, match="must be text"):
+            parse_answer(body(value), ("COUNTRY",))
 
 
 def test_an_implausible_count_is_a_bad_response() -> None:

@@ -290,3 +290,48 @@ def test_a_rate_limited_target_pauses_for_as_long_as_asked_and_at_most_an_hour(
     monotonic.now = 1000.0 + 3600  # capped at an hour, not the 2h asked for
     assert harness.poller.poll() is True
     assert len(sim.requests) == 2
+
+
+def test_a_fresh_poller_counts_from_its_first_attempt(sim: Simulator, clock: Clock) -> None:
+    harness = Harness(sim, clock, Target(name="acme", waba_id=WABA.waba_id))
+    sim.set_fault(Fault.status(503))
+    assert harness.poller.poll() is False
+    (first_attempt,) = sim.requests
+    sim.clear_faults()
+    clock.now += 3600  # two buckets complete while the first polls fail
+    assert harness.poller.poll()
+    observed = harness.snapshot().observed
+    assert observed == expected_observed(sim, harness.answered(), 1800, KEYS, first=first_attempt)
+    # Those two completed after the process started: they are counted, the rest of the window
+    # is history this counter leaves alone.
+    (answer,) = harness.answered()
+    start = latest_complete_bucket(first_attempt.time, 1800)
+    since = sum(
+        sum(harness.expected_bucket(answer, bucket).values())
+        for bucket in (start + 1800, start + 3600)
+    )
+    assert since > 0 and sum(observed.values()) == since
+
+
+def test_a_reload_keeps_the_counter_unless_the_series_change(sim: Simulator, clock: Clock) -> None:
+    harness = Harness(sim, clock, Target(name="acme", waba_id=WABA.waba_id))
+    assert harness.poller.poll()
+    clock.now += 3600
+    assert harness.poller.poll()
+    counted = dict(harness.snapshot().observed)
+    assert sum(counted.values()) > 0
+    slower = dataclasses.replace(
+        harness.config, poll=dataclasses.replace(harness.config.poll, interval=600)
+    )
+    harness.poller.reconfigure(slower, harness.client)
+    clock.now += 60  # no bucket completes
+    assert harness.poller.poll()
+    assert harness.snapshot().observed == counted
+    # New dimensions: the old counts mean nothing for the new series; a fresh counter starts,
+    # which counts none of the window's history.
+    fewer = dataclasses.replace(slower, dimensions=("COUNTRY",))
+    harness.store.retain([], ("COUNTRY",))
+    harness.poller.reconfigure(fewer, harness.client)
+    assert harness.poller.poll()
+    observed = harness.snapshot().observed
+    assert observed and set(observed.values()) == {0}

@@ -603,11 +603,26 @@ def test_one_request_per_target_carries_every_source_and_the_metrics_match(
         messages = message_points(account, request.fields["analytics"], request.time)
         (in_bucket,) = [p for p in messages if p["start"] == reported]
         assert sent[tuple(sorted(labels))] == in_bucket["sent"]
-        # The first poll counts every complete bucket of its window, as for conversations.
-        complete = [p["delivered"] for p in messages if p["start"] <= reported]
-        assert delivered_total[tuple(sorted(labels))] == sum(complete)
+        # A fresh counter counts none of the history of its first poll, as for conversations.
+        assert delivered_total[tuple(sorted(labels))] == 0
     starts = family(text, "whatsapp_pricing_bucket_start_timestamp_seconds")
     assert set(starts.values()) == {float(reported)} and len(starts) == len(DEMO_ACCOUNTS)
+    # Half an hour later one more bucket is complete: the counters add exactly it.
+    sim.clear_requests()
+    clock.now += 1800
+    assert exporter.poll_all_once()
+    text = exporter.exposition().decode()
+    delivered_total = family(text, "whatsapp_messages_delivered_observed")
+    volume_total = family(text, "whatsapp_pricing_volume_observed")
+    for request in sim.requests:
+        account = sim.account(request.account_waba_id)
+        labels = (("waba_id", account.waba_id), ("waba_name", account.name))
+        messages = message_points(account, request.fields["analytics"], request.time)
+        (newly,) = [p for p in messages if p["start"] == reported + 1800]
+        assert delivered_total[tuple(sorted(labels))] == newly["delivered"] > 0
+        points = pricing_points(account, request.fields["pricing_analytics"], request.time)
+        mine = sum(v for k, v in volume_total.items() if dict(k)["waba_name"] == account.name)
+        assert mine == sum(p["volume"] for p in points if p["start"] == reported + 1800)
 
 
 def test_counters_of_a_source_carry_over_while_another_is_added(
@@ -615,16 +630,24 @@ def test_counters_of_a_source_carry_over_while_another_is_added(
 ) -> None:
     exporter = Exporter(make_config(sim, sources=(CONVERSATION_ANALYTICS,)), clock=clock)
     assert exporter.poll_all_once()
+    clock.now += 1800
+    assert exporter.poll_all_once()
     before = family(exporter.exposition().decode(), "whatsapp_conversations_observed")
-    clock.now += 3600  # two more buckets complete
+    assert sum(before.values()) > 0
+    clock.now += 1800  # one more bucket completes
     exporter.reload(make_config(sim, sources=ALL))
     assert exporter.poll_all_once()
     text = exporter.exposition().decode()
     after = family(text, "whatsapp_conversations_observed")
-    # Conversations went on counting (no reset, only the new buckets added) ...
+    # Conversations went on counting (no reset: the new bucket added) ...
     assert all(after[key] >= value for key, value in before.items())
-    assert sum(after.values()) < 2 * sum(before.values())
-    # ... while pricing starts with its first window.
+    assert sum(after.values()) > sum(before.values())
+    # ... while pricing starts fresh: its series exist, its first poll counts nothing ...
+    assert set(family(text, "whatsapp_pricing_volume_observed").values()) == {0.0}
+    clock.now += 1800
+    assert exporter.poll_all_once()
+    text = exporter.exposition().decode()
+    # ... and the next one counts the bucket that completed since.
     assert sum(family(text, "whatsapp_pricing_volume_observed").values()) > 0
 
 
@@ -675,3 +698,100 @@ def test_shards_split_every_source_by_target(sim: Simulator, clock: Clock) -> No
                 for a in DEMO_ACCOUNTS}
     assert set(owners) == expected
     assert all(len(shards) == 1 for shards in owners.values())  # polled once, by one replica
+
+
+# -- persistence: every counter of every source, one row each -------------------------------------
+
+
+def _state(size: int, seed: int) -> ObservedState:
+    from array import array
+
+    index = {(f"L{n}",) if size else (): n for n in range(max(size, 1))}
+    width = len(index)
+    return ObservedState(
+        index=index,
+        total_values=array("q", [seed + n for n in range(width)]),
+        last_seen=array("q", [seed] * width),
+        floor=seed,
+    )
+
+
+def test_every_counter_is_saved_and_restored_under_its_own_source(tmp_path) -> None:
+    from exporter.pipeline.persistence import open_state_file
+
+    target = Target(name="acme", waba_id="1001")
+    config = Config(
+        splashify=SplashifyConfig(api_key=Secret(TEST_API_KEY)),
+        targets=(target,),
+        dimensions=("COUNTRY",),
+        sources=ALL,
+        pricing=PricingConfig(dimensions=("TIER",)),
+    )
+    states = {
+        (CONVERSATION_ANALYTICS, "conversation"): _state(2, 10),
+        (PRICING_ANALYTICS, "volume"): _state(3, 20),
+        (MESSAGE_ANALYTICS, "sent"): _state(0, 30),
+        (MESSAGE_ANALYTICS, "delivered"): _state(0, 40),
+    }
+    path = str(tmp_path / "state.db")
+    state_file = open_state_file(path)
+    assert state_file.save(target, config, states)
+    state_file.close()
+
+    again = open_state_file(path)
+    restored = again.restore(config)["acme"]
+    assert {key: state.floor for key, state in restored.items()} == {
+        key: state.floor for key, state in states.items()
+    }
+    assert list(restored[PRICING_ANALYTICS, "volume"].index) == [("L0",), ("L1",), ("L2",)]
+    again.close()
+
+    # Other pricing dimensions: pricing starts afresh, the other sources go on.
+    changed = dataclasses.replace(config, pricing=PricingConfig(dimensions=("COUNTRY",)))
+    third = open_state_file(path)
+    assert set(third.restore(changed)["acme"]) == set(states) - {(PRICING_ANALYTICS, "volume")}
+    third.close()
+
+    # A source no longer read: its rows go (its counting stopped), the others' stay.
+    conversations_only = dataclasses.replace(config, sources=(CONVERSATION_ANALYTICS,))
+    fourth = open_state_file(path)
+    assert set(fourth.restore(conversations_only)["acme"]) == {
+        (CONVERSATION_ANALYTICS, "conversation")
+    }
+    fourth.close()
+    fifth = open_state_file(path)
+    assert set(fifth.restore(config)["acme"]) == {(CONVERSATION_ANALYTICS, "conversation")}
+    fifth.close()
+
+
+def test_a_restart_with_a_state_file_goes_on_counting_every_source(
+    sim: Simulator, clock: Clock, tmp_path
+) -> None:
+    from exporter.pipeline.persistence import open_state_file
+
+    path = str(tmp_path / "state.db")
+    config = make_config(sim, targets=make_config(sim).targets[:1])
+    state_file = open_state_file(path)
+    first = Exporter(config, clock=clock, state_file=state_file)
+    assert first.poll_all_once()
+    clock.now += 1800
+    assert first.poll_all_once()
+    before = first.exposition().decode()
+    counters = ("whatsapp_conversations_observed", "whatsapp_pricing_volume_observed",
+                "whatsapp_messages_sent_observed", "whatsapp_messages_delivered_observed")
+    totals = {name: sum(family(before, name).values()) for name in counters}
+    assert all(totals.values()), totals
+    first.stop()
+    state_file.close()
+
+    clock.now += 1800  # one more bucket completes while no process polls
+    state_file = open_state_file(path)
+    second = Exporter(config, clock=clock, state_file=state_file)
+    assert second.poll_all_once()
+    after = second.exposition().decode()
+    for name in counters:
+        # No reset: each counter goes on from its value, and counts the bucket it missed.
+        assert sum(family(after, name).values()) > totals[name], name
+        assert all(family(after, name)[k] >= v for k, v in family(before, name).items()), name
+    second.stop()
+    state_file.close()

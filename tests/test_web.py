@@ -8,7 +8,7 @@ import requests
 from prometheus_client import CollectorRegistry, Gauge
 
 from exporter.config import ListenAddress
-from exporter.serve.web import landing_page, make_app, start_http_server
+from exporter.serve.web import make_app, start_http_server
 
 
 def call(app, path: str, method: str = "GET", **environ: str) -> tuple[str, dict, bytes]:
@@ -32,7 +32,9 @@ def registry() -> CollectorRegistry:
 
 def test_routes(registry: CollectorRegistry) -> None:
     ready = [False]
-    app = make_app(registry, lambda: ready[0], lambda: landing_page(["acme", "<b>x</b>"]))
+    app = make_app(
+        registry, lambda: ready[0], lambda: b"<p>status</p>", targets=lambda: b'{"status": 1}'
+    )
     assert call(app, "/healthz")[0] == "200 OK"
     assert call(app, "/ready")[0] == "503 Service Unavailable"
     ready[0] = True
@@ -41,7 +43,9 @@ def test_routes(registry: CollectorRegistry) -> None:
     assert status == "200 OK" and b"demo_value 3.0" in body
     status, headers, body = call(app, "/")
     assert headers["Content-Type"].startswith("text/html")
-    assert b"acme" in body and b"&lt;b&gt;x&lt;/b&gt;" in body and b"<b>x" not in body
+    assert body == b"<p>status</p>"
+    status, headers, body = call(app, "/api/v1/targets")
+    assert headers["Content-Type"] == "application/json" and body == b'{"status": 1}'
     assert call(app, "/missing")[0] == "404 Not Found"
     assert call(app, "/metrics", method="POST")[0] == "405 Method Not Allowed"
 

@@ -110,8 +110,8 @@ def test_tls_and_basic_auth_end_to_end(simulator, start_exporter, certificate, t
     assert scrape.status_code == 200 and "whatsapp_conversations{" in scrape.text
     assert requests.get(url + "/metrics", verify=str(cert), timeout=5).status_code == 401
     assert requests.get(url + "/healthz", verify=str(cert), timeout=5).status_code == 200
-    with pytest.raises(requests.ConnectionError):
-        requests.get(exporter.url + "/metrics", timeout=5)  # plain HTTP is not served
+    plain = requests.get(exporter.url + "/metrics", timeout=5)  # plain HTTP is not served
+    assert plain.status_code == 400 and "HTTPS" in plain.text
     assert requests.get(url + "/metrics", verify=str(cert), auth=("prom", "s3cret"),
                         timeout=5).status_code == 200, "a failed plain request broke nothing"
 

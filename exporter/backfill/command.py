@@ -176,7 +176,7 @@ def run(config: Config, the_plan: Plan, out_path: str) -> tuple[int, int]:
     limiter = RequestLimiter(
         config.splashify.max_concurrency, config.splashify.requests_per_second
     )
-    client = SplashifyClient(config.splashify, limiter)
+    client = SplashifyClient(config.splashify, limiter, limits=config.limits)
     times = the_plan.times
     # The oldest sample needs its whole lookback window; the newest sees buckets up to its end.
     fetch_start = query_window(times[0], config.poll.lookback)[0]

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from typing import TypeVar, cast
 
 from exporter.config import Config, PollConfig, Target
-from exporter.pipeline.buckets import LabelValues, latest_complete_bucket
+from exporter.pipeline.buckets import LabelValues, fresh_state, latest_complete_bucket
 from exporter.pipeline.poller import build_query
 from exporter.pipeline.snapshot import SourceResult, TargetSnapshot
-from exporter.pipeline.sources import CounterKey, CounterStates, evaluate_sources
+from exporter.pipeline.sources import CounterKey, CounterStates, counter_keys, evaluate_sources
 from exporter.serve.metrics import DATA_METRICS, MetricSpec, is_served
 from exporter.upstream.client import SplashifyClient
 from exporter.upstream.parse import AmountPoint, SourcePoints, parse_sources
@@ -80,7 +80,13 @@ def fetch_history(
         chunk_end = min(chunk_start + CHUNK_SECONDS, end)
         query = build_query(config, target, chunk_start, chunk_end)
         body = client.fetch(target, query, time.monotonic() + FETCH_BUDGET_SECONDS)
-        answer = parse_sources(body, config.layout)
+        answer = parse_sources(
+            body,
+            config.layout,
+            window=(chunk_start, chunk_end),
+            waba_id=target.waba_id,
+            max_series=config.limits.max_series_per_target,
+        )
         if target.customer_id is not None and answer.waba_id:
             history.waba_id = answer.waba_id
         history.add(answer.sources)
@@ -112,7 +118,11 @@ def replay(history: History, poll: PollConfig, times: Sequence[int]) -> Iterator
     """
     counts = {key: _by_bucket(points) for key, points in history.counts.items()}
     amounts = {key: _by_bucket(points) for key, points in history.amounts.items()}
+    # As a fresh exporter started at the first time: what was complete then is not counted.
     states: CounterStates = {}
+    if times:
+        baseline = latest_complete_bucket(times[0], poll.delay)
+        states = {key: fresh_state(baseline) for key in counter_keys(history.layout)}
     key: tuple[int, int, int] | None = None
     results: Results | None = None
     for t in times:

@@ -26,9 +26,11 @@ from exporter.config import values
 from exporter.config.expand import Expander
 from exporter.config.model import (
     DEFAULT_SOURCES,
+    DEFAULT_TIMEOUT_SECONDS,
     Config,
     ConfigError,
     Filters,
+    LimitsConfig,
     MessagesConfig,
     MessagesFilters,
     PollConfig,
@@ -74,6 +76,7 @@ _KEYS: dict[str, tuple[str, ...]] = {
         "targets",
         "web",
         "shard",
+        "limits",
     ),
     "splashify": (
         "base_url",
@@ -94,6 +97,7 @@ _KEYS: dict[str, tuple[str, ...]] = {
     "pricing.filters": SOURCES_BY_NAME[PRICING_ANALYTICS].filters,
     "messages": ("filters",),
     "messages.filters": (COUNTRY_CODES,),
+    "limits": ("max_series_per_target", "max_response_bytes"),
 }
 
 
@@ -111,6 +115,8 @@ _MIN_INTERVAL_SECONDS = 1.0
 
 # Printable ASCII without space: anything else cannot travel in an HTTP header unmangled.
 _API_KEY = re.compile(r"[!-~]+")
+_MIN_API_KEY_LENGTH = 8
+"""Shorter is no real key, and redacting it would garble ordinary words in every log line."""
 
 
 def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
@@ -161,11 +167,18 @@ class _Parser:
             sources=self._sources(top.get("sources")),
             pricing=self._pricing(top.get("pricing")),
             messages=self._messages(top.get("messages")),
+            limits=self._limits(top.get("limits")),
         )
-        if config.splashify.timeout >= config.poll.interval:
+        # Prometheus's rule for scrape_timeout: unset, the shorter of the default and the
+        # interval; set, never longer than the interval (equal is fine).
+        raw_splashify = top.get("splashify")
+        if not isinstance(raw_splashify, dict) or raw_splashify.get("timeout") is None:
+            timeout = min(DEFAULT_TIMEOUT_SECONDS, config.poll.interval)
+            config = replace(config, splashify=replace(config.splashify, timeout=timeout))
+        elif config.splashify.timeout > config.poll.interval:
             raise ConfigError(
                 "splashify.timeout",
-                f"must be shorter than poll.interval ({config.poll.interval:g}s), "
+                f"must not be longer than poll.interval ({config.poll.interval:g}s), "
                 "or one request could outlast a whole poll cycle",
             )
         return config
@@ -221,6 +234,12 @@ class _Parser:
         if not _API_KEY.fullmatch(key):
             raise ConfigError(
                 place, "holds whitespace or characters outside printable ASCII (value not shown)"
+            )
+        if len(key) < _MIN_API_KEY_LENGTH:
+            raise ConfigError(
+                place,
+                f"too short for an API key: at least {_MIN_API_KEY_LENGTH} characters "
+                "(value not shown)",
             )
         return Secret(key)
 
@@ -382,6 +401,10 @@ class _Parser:
         section = values.section(raw, "web", _KEYS["web"])
         return replace(WebConfig(), **self._fields(section, "web", _WEB_FIELDS))
 
+    def _limits(self, raw: object) -> LimitsConfig:
+        section = values.section(raw, "limits", _KEYS["limits"])
+        return replace(LimitsConfig(), **self._fields(section, "limits", _LIMITS_FIELDS))
+
     def _shard(self, raw: object) -> Shard:
         section = values.section(raw, "shard", _KEYS["shard"])
         fields = self._fields(section, "shard", _SHARD_FIELDS)
@@ -418,6 +441,10 @@ _POLL_FIELDS: dict[str, _FieldParser] = dict.fromkeys(_KEYS["poll"], values.dura
 _WEB_FIELDS: dict[str, _FieldParser] = {"listen_address": values.listen_address}
 
 
+_LIMITS_FIELDS: dict[str, _FieldParser] = {
+    "max_series_per_target": lambda value, place: values.integer(value, place, minimum=1),
+    "max_response_bytes": values.size,
+}
 _SHARD_FIELDS: dict[str, _FieldParser] = {
     "index": lambda value, place: values.integer(value, place, minimum=0),
     "total": lambda value, place: values.integer(value, place, minimum=1),

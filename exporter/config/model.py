@@ -59,12 +59,17 @@ class ListenAddress:
         return f"{host}:{self.port}"
 
 
+DEFAULT_TIMEOUT_SECONDS = 10.0
+"""`splashify.timeout` when unset, unless `poll.interval` is shorter (Prometheus's
+`scrape_timeout` rule)."""
+
+
 @dataclass(frozen=True, slots=True)
 class SplashifyConfig:
     api_key: Secret = field(repr=False)
     base_url: str = "https://api.splashifypro.com"
     api_version: str = "v25.0"
-    timeout: float = 10.0
+    timeout: float = DEFAULT_TIMEOUT_SECONDS
     max_retries: int = 4
     max_concurrency: int = 8
     requests_per_second: float = 10.0
@@ -77,6 +82,16 @@ class PollConfig:
     delay: float = 1800.0
     stale_after: float = 3600.0
     """A target's data series are dropped once its last success is older than this."""
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """How much one answer may bring; beyond it, the poll fails with `limit_exceeded`."""
+
+    max_series_per_target: int = 50_000
+    """Label sets in one answer (as Prometheus's `sample_limit` bounds a scrape)."""
+    max_response_bytes: int = 64 << 20
+    """Bytes of one answer, decoded (after gzip)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +193,7 @@ class Config:
     dimensions: tuple[str, ...] = tuple(d.api_name for d in DIMENSIONS)
     filters: Filters = Filters()
     web: WebConfig = WebConfig()
+    limits: LimitsConfig = LimitsConfig()
     shard: Shard = Shard()
     """As loaded, `targets` holds every target; `sharding.shard_config()` keeps this shard's."""
     sources: tuple[str, ...] = DEFAULT_SOURCES
@@ -189,12 +205,16 @@ class Config:
     @property
     def layout(self) -> Layout:
         """The enabled sources with their enabled dimensions."""
+        return Layout(tuple((name, self.source_dimensions(name)) for name in self.sources))
+
+    def source_dimensions(self, name: str) -> tuple[str, ...]:
+        """The dimensions (API names) source `name` is configured with, enabled or not."""
         dimensions = {
             CONVERSATION_ANALYTICS: self.dimensions,
             PRICING_ANALYTICS: self.pricing.dimensions,
             MESSAGE_ANALYTICS: (),
         }
-        return Layout(tuple((name, dimensions[name]) for name in self.sources))
+        return dimensions[name]
 
     def source_filters(self, name: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
         """(filter modifier, values) of source `name`, as the config sets them (empty values:

@@ -201,6 +201,29 @@ def rate(value: object, place: str) -> float:
     return rate
 
 
+_SIZE = re.compile(r"([0-9]{1,15})\s*([KMG]i?B|B)?")
+_SIZE_UNITS = {
+    None: 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9,
+    "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30,
+}  # fmt: skip
+_MIN_SIZE_BYTES = 1 << 10
+
+
+def size(value: object, place: str) -> int:
+    """Bytes: an integer, or a size such as `64MiB`, `512KiB`, `10MB` (K, M, G: powers of 1000;
+    Ki, Mi, Gi: of 1024)."""
+    match = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        count = value
+    elif isinstance(value, str) and (match := _SIZE.fullmatch(value.strip())):
+        count = int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+    else:
+        raise ConfigError(place, f"not a size: {show(value)} (bytes, or e.g. 64MiB, 10MB)")
+    if count < _MIN_SIZE_BYTES:
+        raise ConfigError(place, f"must be at least 1KiB, got {show(value)}")
+    return count
+
+
 def duration(value: object, place: str) -> float:
     if not isinstance(value, (str, int, float)):
         raise ConfigError(place, f"not a duration: {show(value)}")

@@ -10,6 +10,10 @@ The rules (docs/contract.md):
 - `observed_total` counts every conversation of every complete bucket once; an upward revision
   adds its difference, a downward one adds nothing (a counter never goes back), and buckets
   missed while polls failed are caught up from the lookback window by the next good poll.
+- A fresh counter (a new process without saved state, or new dimensions) does not count the
+  history it finds: its first fold takes every complete bucket up to its baseline as already
+  counted, remembering each count without adding it. A restart then never adds hours of old
+  conversations to `increase()`; later revisions of those buckets still add their difference.
 """
 
 from __future__ import annotations
@@ -157,6 +161,10 @@ class ObservedState:
     """Per label set, the start of the newest bucket any answer had it in, complete or not, at
     any count (ABSENT: never). A label set whose newest bucket is still inside the window keeps
     reading 0 even when a later answer leaves it out (or comes back with no data at all)."""
+    baseline: int | None = None
+    """A fresh counter's start (see `fresh_state`): the next fold takes every complete bucket
+    up to this one as counted before, remembering its counts without adding them. None: count
+    everything (every state after its first fold, and every state read back from a file)."""
 
     @property
     def totals(self) -> PackedCounts:
@@ -165,6 +173,17 @@ class ObservedState:
     @property
     def counted(self) -> dict[int, PackedCounts]:
         return {start: PackedCounts(self.index, v) for start, v in self.counted_values.items()}
+
+
+def fresh_state(baseline: int) -> ObservedState:
+    """The state of a counter that starts now, when `baseline` is the bucket a poll reports.
+
+    It counts the buckets that complete after `baseline`; `baseline` and everything before it
+    are what a previous process (or nobody) counted, which this one cannot know: remembered at
+    the first fold, never added. So a restart costs `increase()` at most the buckets that
+    completed while no process was polling, and never counts a bucket twice.
+    """
+    return ObservedState(baseline=baseline)
 
 
 def _extended(values: array[int] | None, size: int) -> array[int]:
@@ -185,7 +204,8 @@ def accumulate(
 
     Buckets newer than `latest_complete` are provisional and not counted yet (their label sets
     get a series at 0). Per-bucket memory older than `window_start` is dropped, and such
-    buckets are ignored from then on.
+    buckets are ignored from then on. A fresh state's first fold remembers the complete buckets
+    up to its baseline without adding them (see `fresh_state`).
     """
     floor = max(state.floor, window_start)
     index = state.index
@@ -200,6 +220,7 @@ def accumulate(
     totals = _extended(state.total_values, size)
     last_seen = _extended(state.last_seen, size)
     counted = {start: v for start, v in state.counted_values.items() if start >= floor}
+    baseline = state.baseline
     for start, counts in buckets.items():
         if start < floor:
             continue
@@ -214,6 +235,18 @@ def accumulate(
                     totals[position] = 0
             continue
         merged = _extended(counted.get(start), size)
+        if baseline is not None and start <= baseline:
+            # Counted before this counter existed, or never: remembered, not added.
+            for labels, count in counts.items():
+                position = index[labels]
+                if last_seen[position] < start:
+                    last_seen[position] = start
+                if count > merged[position]:
+                    merged[position] = count
+                if totals[position] == ABSENT:
+                    totals[position] = 0
+            counted[start] = merged
+            continue
         for labels, count in counts.items():
             position = index[labels]
             if last_seen[position] < start:
@@ -235,6 +268,9 @@ def accumulate(
         counted_values=counted,
         floor=floor,
         last_seen=last_seen,
+        # Kept while the baseline is not complete yet (a clock that stepped back): those
+        # buckets are history to this counter too, whenever they complete.
+        baseline=baseline if baseline is not None and baseline > latest_complete else None,
     )
 
 

@@ -17,14 +17,22 @@ from types import MappingProxyType
 from typing import cast
 
 from exporter.config import Config, Target
-from exporter.pipeline.buckets import LabelValues
+from exporter.pipeline.buckets import (
+    LabelValues,
+    ObservedState,
+    fresh_state,
+    latest_complete_bucket,
+)
 from exporter.pipeline.snapshot import SnapshotStore, TargetSnapshot
 from exporter.pipeline.sources import (
+    CounterKey,
     CounterStates,
     build_request,
+    counter_keys,
     evaluate_sources,
     series_key,
 )
+from exporter.pipeline.status import PollTrace, TargetStatus, after_poll
 from exporter.upstream.client import Cancelled, SplashifyClient
 from exporter.upstream.errors import (
     INTERNAL_REASON,
@@ -70,6 +78,8 @@ class TargetPoller:
         *,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        observed: CounterStates | None = None,
+        save: Callable[[Target, Config, CounterStates], bool] | None = None,
     ) -> None:
         self.target = target
         self._config = config
@@ -79,8 +89,13 @@ class TargetPoller:
         """Called with (target name, reason) for every failed poll."""
         self._clock = clock
         self._monotonic = monotonic
-        self._observed: CounterStates = {}
-        """Counter states by (source, value key)."""
+        self._observed: dict[CounterKey, ObservedState] = dict(observed or {})
+        """The counters' states by (source, value key), some perhaps restored from a saved
+        file; a counter without one is fresh, and starts at the first attempt that needs it
+        (see `buckets.fresh_state`)."""
+        self._save = save
+        """Called with (target, config, states) after each successful poll, before its
+        snapshot is served, so that what a scraper saw can be restored after a restart."""
         self._waba_id = target.waba_id or ""
         self._last_error_reason: str | None = None
         self._paused_until = 0.0
@@ -88,6 +103,8 @@ class TargetPoller:
         self._generation = 0
         """Bumped when a reload changes what the series mean (dimensions, filters)."""
         self.retired = False
+        self.status = TargetStatus()
+        """Replaced, never changed, after every poll that counted: read it without a lock."""
 
     def reconfigure(self, config: Config, client: SplashifyClient) -> None:
         """Take a reloaded config for the same target, keeping what was counted.
@@ -140,8 +157,18 @@ class TargetPoller:
             # Everything this poll uses is taken once, so that a reload halfway through cannot
             # mix the old question with the new way of reading the answer.
             config, client, generation = self._config, self._client, self._generation
-            previous = self._observed
+            previous = dict(self._observed)
         now = self._clock()
+        missing = [key for key in counter_keys(config.layout) if key not in previous]
+        if missing:
+            # Fresh counters: the buckets complete at their first attempt are not theirs to
+            # count.
+            fresh = fresh_state(latest_complete_bucket(now, config.poll.delay))
+            previous.update(dict.fromkeys(missing, fresh))
+            with self._lock:
+                if self._current(generation):
+                    for key in missing:
+                        self._observed.setdefault(key, fresh)
         started = self._monotonic()
         if started < self._paused_until:
             # The upstream said when it lets us back in; asking earlier only extends the ban.
@@ -154,9 +181,16 @@ class TargetPoller:
         window_start, window_end = query_window(now, config.poll.lookback)
         query = build_query(config, self.target, window_start, window_end)
         deadline = started + config.poll.interval * POLL_BUDGET_SHARE
+        trace = PollTrace()
         try:
-            body = client.fetch(self.target, query, deadline)
-            answer = parse_sources(body, config.layout)
+            body = client.fetch(self.target, query, deadline, on_attempt=trace.attempt)
+            answer = parse_sources(
+                body,
+                config.layout,
+                window=(window_start, window_end),
+                waba_id=self.target.waba_id,
+                max_series=config.limits.max_series_per_target,
+            )
             results, states = evaluate_sources(
                 answer.sources,
                 config.layout,
@@ -171,19 +205,23 @@ class TargetPoller:
             if not self._current(generation):
                 return self._void()
             self._record_failure(error.reason, str(error), started, config, loud=_is_loud(error))
+            paused_until = None
             if isinstance(error, RateLimited) and error.retry_after:
                 pause = min(error.retry_after, MAX_PAUSE_SECONDS)
                 self._paused_until = started + pause
+                paused_until = now + pause
                 log.warning(
                     "target %s paused for %.0fs: the upstream asked us to wait",
                     self.target.name,
                     pause,
                 )
+            self._publish(now, started, trace, (error.reason, str(error)), paused_until)
             return False
         except Exception as error:  # a bug of ours must not stop this target's schedule
             log.exception("poll of target %s failed unexpectedly", self.target.name)
             if self._current(generation):
                 self._record_failure(INTERNAL_REASON, repr(error), started, config, loud=False)
+                self._publish(now, started, trace, (INTERNAL_REASON, repr(error)))
             return False
 
         waba_id = self._waba_id
@@ -214,6 +252,8 @@ class TargetPoller:
                 return self._void()
             self._observed = states
             self._waba_id = waba_id
+        if self._save is not None:
+            self._save(self.target, config, states)
         if not self._store.put(snapshot, accept=lambda: self._current(generation)):
             return self._void()
         if self._last_error_reason is not None:
@@ -230,7 +270,27 @@ class TargetPoller:
             ),
             snapshot.bucket_start,
         )
+        self._publish(now, started, trace)
         return True
+
+    def _publish(
+        self,
+        start: float,
+        started: float,
+        trace: PollTrace,
+        error: tuple[str, str] | None = None,
+        paused_until: float | None = None,
+    ) -> None:
+        """A new status for the poll that began at `start` (wall) / `started` (monotonic)."""
+        self.status = after_poll(
+            self.status,
+            start=start,
+            end=self._clock(),
+            duration=self._monotonic() - started,
+            attempts=trace.attempts,
+            error=error,
+            paused_until=paused_until,
+        )
 
     def _record_failure(
         self, reason: str, message: str, started: float, config: Config, *, loud: bool

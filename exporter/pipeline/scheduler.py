@@ -6,11 +6,17 @@ name, so 200 targets polled every 5 minutes start about 1.5 s apart instead of a
 :05 (no thundering herd on the upstream, on the rate limiter, or on the render). A job never
 overlaps itself (`max_instances=1`: a slow poll makes the next one wait, not pile up), and runs
 missed while the process was busy are coalesced into one.
+
+Two things APScheduler does not do by itself: resize its worker pool (a reload that changes
+`splashify.max_concurrency` swaps in a pool of the new size, `PollScheduler.resize`), and follow
+the wall clock when it steps back (its run times are wall-clock times, so an NTP step of an hour
+back would pause every poll for an hour; `PollScheduler.reschedule_from_now` is called then).
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import math
 import threading
@@ -22,6 +28,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 
 from exporter.pipeline.poller import TargetPoller
+
+log = logging.getLogger(__name__)
 
 # APScheduler logs every run at INFO; a poll's outcome is logged by the poller instead.
 logging.getLogger("apscheduler").setLevel(logging.WARNING)
@@ -85,25 +93,76 @@ def spread_trigger(name: str, interval: float) -> SpreadTrigger:
     return SpreadTrigger(interval, phase_fraction(name) * interval)
 
 
-def _poll_unless_stopping(poller: TargetPoller, stopping: threading.Event) -> None:
+def _poll_unless_stopping(
+    poller: TargetPoller, stopping: threading.Event, busy: threading.Lock | None = None
+) -> None:
     # Jobs already queued in the worker pool still run after shutdown(wait=False); they must
     # not start a request then.
-    if not stopping.is_set():
+    if stopping.is_set():
+        return
+    if busy is None:
         poller.poll()
+        return
+    # max_instances counts per worker pool: after a resize, the old pool may still be running
+    # this target's poll when the new one starts the next. That one is skipped.
+    if not busy.acquire(blocking=False):
+        log.debug("poll of target %s skipped: the previous one still runs", poller.target.name)
+        return
+    try:
+        poller.poll()
+    finally:
+        busy.release()
+
+
+class PollScheduler(BackgroundScheduler):
+    """APScheduler's background scheduler, with a worker pool that can be resized."""
+
+    def __init__(self, workers: int, interval: float) -> None:
+        self.workers = workers
+        self.executor_alias = "default"
+        self._pool = ThreadPoolExecutor(max_workers=workers)
+        self._aliases = itertools.count(1)
+        super().__init__(
+            executors={self.executor_alias: self._pool},
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": max(1, int(interval)),
+            },
+            timezone=timezone.utc,
+        )
+
+    def resize(self, workers: int) -> None:
+        """Poll with `workers` threads from now on; polls running in the old pool finish there.
+
+        Every job moves to the new pool before the old one is removed, and the move goes
+        through `modify_job`, which waits for the scheduler's lock: the scheduler never looks
+        up an executor that is gone.
+        """
+        if workers == self.workers:
+            return
+        old_alias, old_pool = self.executor_alias, self._pool
+        alias = f"workers-{next(self._aliases)}"
+        self._pool = ThreadPoolExecutor(max_workers=workers)
+        self.add_executor(self._pool, alias)
+        self.executor_alias, self.workers = alias, workers
+        for job in self.get_jobs():
+            job.modify(executor=alias)
+        self.remove_executor(old_alias, shutdown=False)
+        old_pool.shutdown(wait=False)
+        log.info("polling with %d worker(s) from now on", workers)
+
+    def reschedule_from_now(self) -> None:
+        """Give every job its next run after the current wall-clock time (after the clock
+        stepped back: the run times it had are then as far ahead as the step)."""
+        for job in self.get_jobs():
+            job.reschedule(job.trigger)
 
 
 def start_scheduler(
     pollers: Sequence[TargetPoller], interval: float, workers: int, stopping: threading.Event
-) -> BackgroundScheduler:
-    scheduler = BackgroundScheduler(
-        executors={"default": ThreadPoolExecutor(max_workers=workers)},
-        job_defaults={
-            "coalesce": True,
-            "max_instances": 1,
-            "misfire_grace_time": max(1, int(interval)),
-        },
-        timezone=timezone.utc,
-    )
+) -> PollScheduler:
+    scheduler = PollScheduler(workers, interval)
     sync_jobs(scheduler, pollers, interval, stopping)
     scheduler.start()
     return scheduler
@@ -133,9 +192,10 @@ def sync_jobs(
             scheduler.add_job(
                 _poll_unless_stopping,
                 trigger,
-                args=(poller, stopping),
+                args=(poller, stopping, threading.Lock()),
                 id=name,
                 name=f"poll {name}",
+                executor=getattr(scheduler, "executor_alias", "default"),
                 next_run_time=datetime.now(timezone.utc),
             )
         elif job.trigger.interval != interval:

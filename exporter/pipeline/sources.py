@@ -33,6 +33,11 @@ drop each source's counters on its own."""
 CounterStates = Mapping[CounterKey, ObservedState]
 
 
+def counter_keys(layout: Layout) -> tuple[CounterKey, ...]:
+    """Every counter of `layout`'s enabled sources, in order."""
+    return tuple((name, key) for name in layout.names for key in SOURCES_BY_NAME[name].counts)
+
+
 def build_request(config: Config, target: Target, start: int, end: int) -> Request:
     """The one request of a poll (or of a backfill chunk): every enabled source, in order."""
     parts: list[AnalyticsQuery | FieldQuery] = []

@@ -24,14 +24,17 @@ Sample output (dimensions CONVERSATION_CATEGORY and COUNTRY enabled)::
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from exporter.pipeline.snapshot import SnapshotStore, StoreView, TargetSnapshot
 from exporter.serve.metrics import METRICS, family_labels, is_served
+
+log = logging.getLogger(__name__)
 
 
 def is_stale(snapshot: TargetSnapshot, now: float, stale_after: float) -> bool:
@@ -42,6 +45,33 @@ def is_stale(snapshot: TargetSnapshot, now: float, stale_after: float) -> bool:
 def fresh_targets(view: StoreView, now: float, stale_after: float) -> list[str]:
     """The targets whose data may be served, in store order."""
     return [name for name, s in view.snapshots.items() if not is_stale(s, now, stale_after)]
+
+
+def _text(value: object) -> bool:
+    """Whether an exposition can carry `value` as a label value (UTF-8 encodable text)."""
+    if type(value) is not str:
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def exposable(snapshot: TargetSnapshot) -> bool:
+    """Whether every label value of `snapshot` is text an exposition can encode.
+
+    The parser lets no other value in; this is the last line, so that the exposition of
+    everyone (which prometheus-client encodes in one piece) cannot fail on one target.
+    """
+    series: list[Iterable[tuple[str, ...]]] = [snapshot.conversations, snapshot.observed]
+    for result in snapshot.sources.values():
+        series += [*result.gauges.values(), *result.totals.values()]
+    return all(map(_text, (snapshot.waba_id, snapshot.target_name))) and all(
+        _text(value) for label_sets in series for labels in label_sets for value in labels
+    )
 
 
 class ConversationCollector(Collector):
@@ -58,6 +88,20 @@ class ConversationCollector(Collector):
         self.stale_after = stale_after
         """Replaced on reload; a plain attribute read once per scrape."""
         self._clock = clock
+        self._checked: dict[str, tuple[TargetSnapshot, bool]] = {}
+
+    def _exposable(self, snapshot: TargetSnapshot) -> bool:
+        """`exposable()`, checked once per snapshot (identity), warned about once."""
+        checked = self._checked.get(snapshot.target_name)
+        if checked is not None and checked[0] is snapshot:
+            return checked[1]
+        ok = exposable(snapshot)
+        if not ok and (checked is None or checked[1]):
+            log.warning(
+                "target %s holds a label value that is not text; left out", snapshot.target_name
+            )
+        self._checked[snapshot.target_name] = (snapshot, ok)
+        return ok
 
     def describe(self) -> Iterator[Metric]:
         # Lets the registry check names at registration and serve `name[]` filters
@@ -73,11 +117,13 @@ class ConversationCollector(Collector):
         view = self._store.current()  # one consistent view for the whole scrape
         fresh = set(fresh_targets(view, self._clock(), self.stale_after))
         layout = view.series_layout
+        shown = {name: s for name, s in view.snapshots.items() if self._exposable(s)}
+        self._checked = {n: c for n, c in self._checked.items() if n in view.snapshots}
         for spec in METRICS:
             if not is_served(spec, layout):
                 continue
             family = spec.family(spec.name, spec.documentation, labels=family_labels(spec, layout))
-            for name, snapshot in view.snapshots.items():
+            for name, snapshot in shown.items():
                 if spec.data and name not in fresh:
                     continue
                 target = (snapshot.waba_id, snapshot.target_name)

@@ -105,8 +105,9 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec(
         "whatsapp_conversations_observed",
         CounterMetricFamily,
-        "Conversations of every complete half-hour bucket seen since the exporter started; "
-        "upward revisions add their difference." + CACHED,
+        "Conversations of every half-hour bucket completed since the exporter started counting "
+        "(at its first poll, or where its --persistence.file left off); upward revisions add "
+        "their difference." + CACHED,
         True,
         lambda s: s.observed.items(),
         data=True,
@@ -125,8 +126,9 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec(
         "whatsapp_pricing_volume_observed",
         CounterMetricFamily,
-        "Messages (pricing_analytics volume) of every complete half-hour bucket seen since the "
-        "exporter started; upward revisions add their difference." + CACHED,
+        "Messages (pricing_analytics volume) of every half-hour bucket completed since the "
+        "exporter started counting (at its first poll, or where its --persistence.file left "
+        "off); upward revisions add their difference." + CACHED,
         True,
         _total(PRICING_ANALYTICS, "volume"),
         data=True,
@@ -175,8 +177,9 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec(
         "whatsapp_messages_sent_observed",
         CounterMetricFamily,
-        "Messages sent (message analytics) in every complete half-hour bucket seen since the "
-        "exporter started; upward revisions add their difference." + CACHED,
+        "Messages sent (message analytics) in every half-hour bucket completed since the "
+        "exporter started counting (at its first poll, or where its --persistence.file left "
+        "off); upward revisions add their difference." + CACHED,
         False,
         _total(MESSAGE_ANALYTICS, "sent"),
         data=True,
@@ -185,8 +188,9 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec(
         "whatsapp_messages_delivered_observed",
         CounterMetricFamily,
-        "Messages delivered (message analytics) in every complete half-hour bucket seen since "
-        "the exporter started; upward revisions add their difference." + CACHED,
+        "Messages delivered (message analytics) in every half-hour bucket completed since the "
+        "exporter started counting (at its first poll, or where its --persistence.file left "
+        "off); upward revisions add their difference." + CACHED,
         False,
         _total(MESSAGE_ANALYTICS, "delivered"),
         data=True,
@@ -315,8 +319,53 @@ LAST_RENDER_DURATION = SelfMetricSpec(
     "gauge",
     "How long the last render of /metrics took.",
 )
+API_USAGE = SelfMetricSpec(
+    "whatsapp_exporter_api_usage_percent",
+    "gauge",
+    "Share of the upstream's rate budget spent, in percent (throttled at 100), as the last "
+    'answer\'s usage headers said: type="app" (X-App-Usage) or "business_use_case" '
+    "(X-Business-Use-Case-Usage, the highest of its entries); measure call_count, total_cputime "
+    "or total_time.",
+    ("waba_name", "type", "measure"),
+)
+API_REGAIN_ACCESS = SelfMetricSpec(
+    "whatsapp_exporter_api_regain_access_seconds",
+    "gauge",
+    "Seconds until the upstream lets a throttled target back in, counting down from the "
+    "estimated_time_to_regain_access of the last answer's usage headers (0: not throttled).",
+    ("waba_name",),
+)
+PERSISTENCE_LAST_SAVE_SUCCESS = SelfMetricSpec(
+    "whatsapp_exporter_persistence_last_save_success",
+    "gauge",
+    "1 if the last save of the counter state to --persistence.file succeeded, else 0.",
+)
+PERSISTENCE_LAST_SAVE_TIME = SelfMetricSpec(
+    "whatsapp_exporter_persistence_last_save_success_timestamp_seconds",
+    "gauge",
+    "When the counter state was last saved to --persistence.file (or read at start).",
+)
+PERSISTENCE_SAVE_FAILURES = SelfMetricSpec(
+    "whatsapp_exporter_persistence_save_failures",
+    "counter",
+    "Saves of the counter state to --persistence.file that failed (disk full, read-only, ...).",
+)
+PERSISTENCE_RESTORED = SelfMetricSpec(
+    "whatsapp_exporter_persistence_restored_targets",
+    "gauge",
+    "Targets whose counters went on from the state saved in --persistence.file at start.",
+)
+PERSISTENCE_METRICS: tuple[SelfMetricSpec, ...] = (
+    PERSISTENCE_LAST_SAVE_SUCCESS,
+    PERSISTENCE_LAST_SAVE_TIME,
+    PERSISTENCE_SAVE_FAILURES,
+    PERSISTENCE_RESTORED,
+)
+"""Served only when --persistence.file is given."""
 SELF_METRICS: tuple[SelfMetricSpec, ...] = (
     API_REQUESTS,
+    API_USAGE,
+    API_REGAIN_ACCESS,
     POLL_ERRORS,
     BUILD_INFO,
     TARGETS,
@@ -324,6 +373,7 @@ SELF_METRICS: tuple[SelfMetricSpec, ...] = (
     RELOAD_SUCCESS_TIME,
     RENDERS,
     LAST_RENDER_DURATION,
+    *PERSISTENCE_METRICS,
 )
 
 DATA_METRICS: tuple[MetricSpec, ...] = tuple(spec for spec in METRICS if spec.data)

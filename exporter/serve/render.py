@@ -21,11 +21,15 @@ uses, and the bytes are prometheus-client's own (tests/test_render.py compares t
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from itertools import chain
 
 from prometheus_client import CollectorRegistry
@@ -65,6 +69,12 @@ on /metrics than in the store."""
 
 STALE_CHECK_SECONDS = 1.0
 """How often the render thread looks for targets whose data just went stale."""
+
+TAIL_MAX_AGE = 1.0
+"""How old the live self-metrics of a scrape (process CPU and memory, build info, the render
+figures) may be: scrapes within this many seconds of each other share one render of them and
+one assembled body, so that a scrape runs no Python rendering at all. A reload's outcome and a
+new render of the data are shown at once, whatever the age."""
 
 EOF = b"# EOF\n"
 
@@ -115,6 +125,7 @@ class RegistryRenderer:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self._registry = registry
+        self.registry = registry
         self._headers: dict[tuple[str, str, str, str, Format], bytes] = {}
 
     def render(self) -> dict[Format, bytes]:
@@ -204,6 +215,100 @@ class Rendered:
     bodies: Mapping[Format, Fragment]
     stale_at: float
     """When the next fresh target goes stale, and this render with it (inf: never)."""
+    families: Mapping[Format, Mapping[str, tuple[Fragment, ...]]] = dataclass_field(
+        default_factory=dict
+    )
+    """The pieces of each family of `collector.METRICS` (header included), for `name[]`."""
+
+
+class BodyFile:
+    """A complete response body in an anonymous in-memory file, for a server's sendfile().
+
+    The descriptor is closed when the last reference goes (the cache's, or that of a response
+    still being sent), never while a response uses it."""
+
+    def __init__(self, fd: int, length: int) -> None:
+        self.fd = fd
+        self.length = length
+
+    @classmethod
+    def create(cls, pieces: Iterable[bytes]) -> BodyFile | None:
+        """The pieces written to a memfd (Linux), or to an unlinked temporary file; None if
+        neither can be had."""
+        try:
+            if hasattr(os, "memfd_create"):
+                fd = os.memfd_create("whatsapp-exporter-metrics", os.MFD_CLOEXEC)
+            else:
+                fd, name = tempfile.mkstemp(prefix="whatsapp-exporter-metrics-")
+                os.unlink(name)
+        except OSError:
+            return None
+        try:
+            length = 0
+            for piece in pieces:
+                view = memoryview(piece)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                    length += written
+        except OSError:
+            os.close(fd)
+            return None
+        return cls(fd, length)
+
+    def reader(self) -> BodyReader:
+        return BodyReader(self)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
+class BodyReader:
+    """One response's file object over a `BodyFile`: a position of its own over the shared
+    descriptor, which `close()` leaves open for the other responses."""
+
+    def __init__(self, body: BodyFile) -> None:
+        self._body: BodyFile | None = body
+        self._fd = body.fd
+        self._position = 0
+
+    def fileno(self) -> int:
+        if self._body is None:
+            raise ValueError("closed")
+        return self._fd
+
+    def tell(self) -> int:
+        return self._position
+
+    def read(self, size: int = -1) -> bytes:
+        if self._body is None:
+            raise ValueError("closed")
+        left = self._body.length - self._position
+        data = os.pread(self._fd, left if size < 0 else min(size, left), self._position)
+        self._position += len(data)
+        return data
+
+    def close(self) -> None:
+        self._body = None
+
+
+class _Served:
+    """What scrapes of one format get until the data is rendered again or the live tail ages:
+    the render, the live tail, the complete gzip body in pieces, and (once asked) as a file."""
+
+    __slots__ = ("at", "file", "gzip", "length", "live_version", "rendered", "tail")
+
+    def __init__(
+        self, rendered: Rendered, tail: bytes, at: float, live_version: int, fmt: Format
+    ) -> None:
+        self.rendered = rendered
+        self.tail = tail
+        self.at = at
+        self.live_version = live_version
+        self.gzip = gzip_body(rendered.bodies[fmt], tail)
+        self.length = sum(map(len, self.gzip))
+        self.file: BodyFile | None = None
 
 
 class ExpositionCache(Collector):
@@ -219,6 +324,7 @@ class ExpositionCache(Collector):
         stale_after: float,
         *,
         clock: Callable[[], float] = time.time,
+        tail_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._polled = RegistryRenderer(polled)
@@ -230,6 +336,8 @@ class ExpositionCache(Collector):
             (spec.name, fmt): fragment(header(spec, fmt)) for spec in METRICS for fmt in FORMATS
         }
         self._targets: dict[str, _TargetFragments] = {}
+        self._broken: set[str] = set()
+        """Targets whose data could not be rendered last time (logged once, not served)."""
         self._build_lock = threading.Lock()
         self._dirty = threading.Event()
         self._stop = threading.Event()
@@ -237,6 +345,11 @@ class ExpositionCache(Collector):
         self.renders = 0
         """How many renders ran (the exporter's self-metrics report it)."""
         self.last_render_seconds = 0.0
+        self.tail_max_age = TAIL_MAX_AGE
+        self._tail_clock = tail_clock
+        self._live_version = 0
+        self._served: dict[Format, _Served] = {}
+        self._served_lock = threading.Lock()
         self._rendered = self._render()
 
     # -- rendering --------------------------------------------------------------------------
@@ -268,14 +381,24 @@ class ExpositionCache(Collector):
         now, stale_after = self._clock(), self.stale_after
         fresh = fresh_targets(view, now, stale_after)
         fresh_set = set(fresh)
-        targets = {name: self._families(s) for name, s in view.snapshots.items()}
+        # One target's render failing (it cannot, once its answer was parsed; but if it did)
+        # leaves out that target's data, never everyone's.
+        broken: set[str] = set()
+        targets: dict[str, _TargetFragments] = {}
+        for name, s in view.snapshots.items():
+            try:
+                targets[name] = self._families(s)
+            except Exception:
+                broken.add(name)
+                if name not in self._broken:
+                    log.exception("rendering the data of target %s failed; left out", name)
         self._targets = targets  # forgets removed targets
         # Per-target gauges (one line per target): cheap, rendered anew every time, once for
         # both formats.
         small = {
             spec.name: fragment(
                 b"".join(
-                    render_target(spec, s)
+                    self._small(spec, s, broken)
                     for name, s in view.snapshots.items()
                     if not spec.data or name in fresh_set
                 )
@@ -283,17 +406,27 @@ class ExpositionCache(Collector):
             for spec in served
             if not spec.per_series
         }
+        for name in self._broken - broken:
+            if name in view.snapshots:
+                log.info("the data of target %s renders again", name)
+        self._broken = broken
         polled = self._polled.render()
         bodies: dict[Format, Fragment] = {}
+        families: dict[Format, dict[str, tuple[Fragment, ...]]] = {}
         for fmt in FORMATS:
             pieces: list[Fragment] = []
+            by_family = families[fmt] = {}
             for spec in served:
-                pieces.append(self._headers[spec.name, fmt])
+                family = [self._headers[spec.name, fmt]]
                 if not spec.per_series:
-                    pieces.append(small[spec.name])
-                    continue
-                shown: Iterable[str] = fresh if spec.data else view.snapshots
-                pieces.extend(targets[name].families[spec.name] for name in shown)
+                    family.append(small[spec.name])
+                else:
+                    shown: Iterable[str] = fresh if spec.data else view.snapshots
+                    family.extend(
+                        targets[name].families[spec.name] for name in shown if name in targets
+                    )
+                by_family[spec.name] = tuple(family)
+                pieces.extend(family)
             pieces.append(fragment(polled[fmt]))
             bodies[fmt] = join(pieces)
         stale_at = (
@@ -303,7 +436,17 @@ class ExpositionCache(Collector):
         )
         self.renders += 1
         self.last_render_seconds = time.perf_counter() - started
-        return Rendered(view, bodies, stale_at)
+        return Rendered(view, bodies, stale_at, families)
+
+    def _small(self, spec: MetricSpec, snapshot: TargetSnapshot, broken: set[str]) -> bytes:
+        try:
+            return render_target(spec, snapshot)
+        except Exception:
+            name = snapshot.target_name
+            if name not in broken and name not in self._broken:
+                log.exception("rendering target %s failed; left out", name)
+            broken.add(name)
+            return b""
 
     def refresh(self) -> Rendered:
         """Render now, in the caller's thread, and serve that from now on."""
@@ -361,13 +504,83 @@ class ExpositionCache(Collector):
 
     # -- serving --------------------------------------------------------------------------------
 
+    def refresh_live(self) -> None:
+        """The live self-metrics changed in a way a scrape must show at once (a reload)."""
+        self._live_version += 1
+
+    def _current(self, fmt: Format) -> _Served:
+        """The served body of `fmt`, assembled anew after a render or when its tail aged."""
+        served = self._served.get(fmt)
+        if self._fits(served):
+            assert served is not None
+            return served
+        with self._served_lock:
+            served = self._served.get(fmt)
+            if self._fits(served):
+                assert served is not None
+                return served
+            version, at = self._live_version, self._tail_clock()
+            tail = render_registry(self._live, fmt)
+            if fmt == OPENMETRICS:
+                tail += EOF
+            served = self._served[fmt] = _Served(self._rendered, tail, at, version, fmt)
+            return served
+
+    def _fits(self, served: _Served | None) -> bool:
+        if served is None:
+            return False
+        age = self._tail_clock() - served.at
+        return (
+            served.rendered is self._rendered
+            and served.live_version == self._live_version
+            and 0 <= age < self.tail_max_age
+        )
+
     def body(self, fmt: Format, gzip: bool) -> tuple[Iterable[bytes], int]:
         """The response body (pieces) and its length: the cached render plus the live tail."""
-        prefix = self._rendered.bodies[fmt]
-        tail = render_registry(self._live, fmt)
+        served = self._current(fmt)
+        if gzip:
+            return served.gzip, served.length
+        prefix, tail = served.rendered.bodies[fmt], served.tail
+        return chain(inflate(prefix.deflated), (tail,)), prefix.length + len(tail)
+
+    def gzip_file(self, fmt: Format) -> BodyFile | None:
+        """The complete gzip body of `fmt` as a file (see `BodyFile`), or None."""
+        served = self._current(fmt)
+        if served.file is None:
+            with self._served_lock:
+                if served.file is None:
+                    served.file = BodyFile.create(served.gzip)
+        return served.file
+
+    def filtered_body(
+        self, names: Iterable[str], fmt: Format, gzip: bool
+    ) -> tuple[Iterable[bytes], int]:
+        """Only the families named (a family's name or one of its sample names), from the
+        render: no collect() of the data, and no more memory than those families take."""
+        wanted = frozenset(names)
+        rendered = self._rendered
+        pieces: list[Fragment] = []
+        for spec in METRICS:
+            if spec.name in wanted or sample_name(spec) in wanted:
+                # A family of a source that is not enabled was not rendered: nothing to add.
+                pieces.extend(rendered.families[fmt].get(spec.name, ()))
+        prefix = join(pieces)
+        tail = _render_wanted(self._polled.registry, wanted, fmt)
+        tail += _render_wanted(self._live, wanted, fmt)
         if fmt == OPENMETRICS:
             tail += EOF
         if gzip:
-            pieces = gzip_body(prefix, tail)
-            return pieces, sum(map(len, pieces))
+            body = gzip_body(prefix, tail)
+            return body, sum(map(len, body))
         return chain(inflate(prefix.deflated), (tail,)), prefix.length + len(tail)
+
+
+
+def _render_wanted(registry: CollectorRegistry, wanted: frozenset[str], fmt: Format) -> bytes:
+    """The families of a (small) registry that `wanted` names, as prometheus-client writes them."""
+    return b"".join(
+        render_metric(metric, fmt)
+        for metric in registry.collect()
+        if metric.name in wanted or any(sample.name in wanted for sample in metric.samples)
+    )

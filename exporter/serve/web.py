@@ -1,30 +1,27 @@
 """The HTTP side: `/metrics`, `/healthz`, `/ready` and a landing page, over WSGI.
 
-`/metrics` serves the render cache's bytes (exporter/serve/render.py), negotiated as
-prometheus-client negotiates (its own `choose_encoder` and `gzip_accepted`); a request with a
-`name[]` filter goes to prometheus-client's own WSGI app, which renders just those families.
-The server is the standard library's WSGI server with a thread per request, so a slow scraper
-blocks nobody.
+`/metrics` serves the render cache's bytes (serve/render.py), negotiated as
+prometheus-client negotiates (its own `choose_encoder` and `gzip_accepted`); a gzip body goes
+out as a file (`wsgi.file_wrapper`, which the exporter's server sends with sendfile()); a
+request with a `name[]` filter gets just those families, joined from the same render.
+The server is serve/httpserver.py; `runs_inline` tells it which requests are cheap enough
+to answer on its event loop.
 """
 
 from __future__ import annotations
 
-import html
 import logging
-import socket
 import ssl
-import threading
 from collections.abc import Callable, Iterable
-from socketserver import ThreadingMixIn
 from typing import Any
 from urllib.parse import parse_qs
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
-from exporter import __version__
 from exporter.config import ListenAddress
+from exporter.serve.httpserver import HTTPServer
+from exporter.serve.httpserver import start_http_server as serve
 from exporter.serve.render import OPENMETRICS, TEXT, ExpositionCache
 
 log = logging.getLogger(__name__)
@@ -33,44 +30,53 @@ StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
-def _reply(start_response: StartResponse, status: str, body: str, content_type: str) -> list[bytes]:
-    data = body.encode()
+def _reply(
+    start_response: StartResponse, status: str, body: str | bytes, content_type: str
+) -> list[bytes]:
+    data = body.encode() if isinstance(body, str) else body
     start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(data)))])
     return [data]
 
 
-def landing_page(target_names: Iterable[str]) -> str:
-    """The `/` page; it names targets, never the key."""
-    rows = "".join(f"<li>{html.escape(name)}</li>" for name in target_names)
-    return (
-        '<!DOCTYPE html><html><head><meta charset="utf-8"><title>WhatsApp exporter</title>'
-        "</head><body><h1>WhatsApp conversation analytics exporter</h1>"
-        f"<p>Version {html.escape(__version__)}</p><ul>"
-        '<li><a href="metrics">/metrics</a>: Prometheus metrics</li>'
-        '<li><a href="healthz">/healthz</a>: the process is alive</li>'
-        '<li><a href="ready">/ready</a>: every target was polled once</li>'
-        f"</ul><h2>Targets</h2><ul>{rows}</ul></body></html>"
-    )
-
-
 def cached_metrics_app(cache: ExpositionCache, registry: CollectorRegistry) -> WSGIApp:
-    """/metrics from the render cache; `registry` (everything) answers `name[]` filters."""
-    filtered = make_wsgi_app(registry)
+    """/metrics from the render cache, `name[]` filters included."""
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if "name[]" in parse_qs(environ.get("QUERY_STRING", "")):
-            return filtered(environ, start_response)
+        query = environ.get("QUERY_STRING", "")
+        names = parse_qs(query).get("name[]") if query else None
         _, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
         fmt = OPENMETRICS if content_type.startswith("application/openmetrics-text") else TEXT
         compressed = gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", ""))
-        body, length = cache.body(fmt, gzip=compressed)
+        head = environ.get("REQUEST_METHOD") == "HEAD"
+        wrapper = environ.get("wsgi.file_wrapper")
+        file = None
+        if names:
+            body, length = cache.filtered_body(names, fmt, gzip=compressed)
+        elif compressed and wrapper is not None and not head:
+            file = cache.gzip_file(fmt)
+        if file is not None and wrapper is not None:
+            body, length = wrapper(file.reader()), file.length
+        elif not names:
+            body, length = cache.body(fmt, gzip=compressed)
         headers = [("Content-Type", content_type), ("Content-Length", str(length))]
         if compressed:
             headers.append(("Content-Encoding", "gzip"))
         start_response("200 OK", headers)
-        return [] if environ.get("REQUEST_METHOD") == "HEAD" else body
+        return [] if head else body
 
     return app
+
+
+def _cheap(environ: dict[str, Any]) -> bool:
+    """A request that a cached body answers in microseconds (see `runs_inline`)."""
+    path = environ.get("PATH_INFO")
+    if path == "/metrics":
+        return not environ.get("QUERY_STRING") and gzip_accepted(
+            environ.get("HTTP_ACCEPT_ENCODING", "")
+        )
+    # The status page and the targets JSON are rendered per request, at a cost that grows with
+    # the number of targets: like a reload, they go to a worker thread.
+    return path in ("/healthz", "/ready")
 
 
 Reloader = Callable[[], tuple[bool, str]]
@@ -80,14 +86,21 @@ Reloader = Callable[[], tuple[bool, str]]
 def make_app(
     registry: CollectorRegistry,
     is_ready: Callable[[], bool],
-    landing: Callable[[], str],
+    landing: Callable[[], str | bytes],
     reload: Reloader | None = None,
     *,
     cache: ExpositionCache | None = None,
+    targets: Callable[[], bytes] | None = None,
 ) -> WSGIApp:
     """The router. With `cache`, /metrics serves its bytes; without, `registry` renders each
-    scrape (what small tools and tests use)."""
+    scrape (what small tools and tests use). `landing` is the `/` page (the status page),
+    `targets` the JSON of /api/v1/targets."""
     metrics = make_wsgi_app(registry) if cache is None else cached_metrics_app(cache, registry)
+
+    def cheap(environ: dict[str, Any]) -> bool:
+        if cache is None and environ.get("PATH_INFO") == "/metrics":
+            return False  # rendered on the spot
+        return _cheap(environ)
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO") or "/"
@@ -129,44 +142,19 @@ def make_app(
             )
         if path == "/":
             return _reply(start_response, "200 OK", landing(), "text/html; charset=utf-8")
+        if path == "/api/v1/targets" and targets is not None:
+            return _reply(start_response, "200 OK", targets(), "application/json")
         return _reply(start_response, "404 Not Found", "not found\n", "text/plain")
 
+    # For serve/httpserver.py: requests that are answered on its event loop. Everything else
+    # (a reload, a `name[]` filter, a body inflated for a scraper that takes no gzip, a scrape
+    # rendered on the spot) runs on a worker thread.
+    app.runs_inline = cheap  # type: ignore[attr-defined]
     return app
-
-
-class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        # A client that hung up, or failed the TLS handshake, is no reason for a traceback.
-        log.debug("request from %s failed", client_address, exc_info=True)
-
-
-class _ThreadingWSGIServer6(_ThreadingWSGIServer):
-    address_family = socket.AF_INET6
-
-
-class _QuietHandler(WSGIRequestHandler):
-    timeout = 30  # an idle or stalled client (TLS handshake included) does not hold a thread
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s - %s", self.address_string(), format % args)
 
 
 def start_http_server(
     address: ListenAddress, app: WSGIApp, tls: ssl.SSLContext | None = None
-) -> WSGIServer:
+) -> HTTPServer:
     """Bind (raising OSError when the address cannot be used) and serve in a daemon thread."""
-    server_class = _ThreadingWSGIServer6 if ":" in address.host else _ThreadingWSGIServer
-    server = make_server(address.host, address.port, app, server_class, _QuietHandler)
-    if tls is not None:
-        # The handshake happens on the first read, in the request's own thread, so a slow or
-        # broken client never holds up accept().
-        server.socket = tls.wrap_socket(
-            server.socket, server_side=True, do_handshake_on_connect=False
-        )
-    # A short poll interval lets shutdown() return quickly on SIGTERM.
-    threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="http", daemon=True
-    ).start()
-    return server
+    return serve(address, app, tls)

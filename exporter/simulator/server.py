@@ -23,9 +23,11 @@ from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from exporter.simulator import faults
 from exporter.simulator.fields import FieldsError, parse_request
 from exporter.simulator.pricing import field_answers
 from exporter.simulator.traffic import DEMO_ACCOUNTS, Campaign, Point, SimAccount, answer_points
+from exporter.simulator.usage import UsageMeter
 from exporter.upstream.query import FIELD, AnalyticsQuery, FieldQuery, align_down
 from exporter.vocabulary import HISTORY_SECONDS
 
@@ -36,8 +38,6 @@ _CUSTOMER_ROUTE = re.compile(r"/api/v1/partner/customers/([^/]+)/whatsapp/analyt
 
 FUTURE_TOLERANCE_SECONDS = 5.0
 """Slack for clock skew before an `end` counts as in the future."""
-CALLS_PER_HOUR = 200
-"""The Business Management API budget per WABA, which `call_count` is a percentage of."""
 
 _SPLASHIFY_MESSAGES = {
     401: "Invalid or missing API key",
@@ -66,7 +66,11 @@ _GRAPH_MESSAGES = {
 }
 
 FaultKind = Literal[
-    "status", "rate_limited", "graph_error", "malformed_json", "missing_key", "flat", "slow", "down"
+    "status", "rate_limited", "graph_error", "malformed_json", "missing_key", "flat", "slow",
+    "down",
+    # Hostile answers (exporter/simulator/faults.py), and a drip-fed one:
+    "label", "extra_points", "raw_body", "gzip_bomb", "cardinality", "redirect", "wrong_id",
+    "drip",
 ]
 
 
@@ -98,9 +102,13 @@ class Fault:
     body: dict[str, Any] | None = None
     retry_after: str | None = None
     seconds: float = 0.0
+    regain_minutes: int = 0
+    """For a rate limit: the `estimated_time_to_regain_access` its usage headers announce."""
     code: int = 0
     """Graph error code, for `graph_error`."""
     subcode: int | None = None
+    payload: Any = None
+    """What a hostile fault needs (see its classmethod)."""
 
     @classmethod
     def status(cls, code: int, body: dict[str, Any] | None = None) -> Fault:
@@ -120,19 +128,33 @@ class Fault:
         return cls.status(404)
 
     @classmethod
-    def rate_limited(cls, retry_after: str | None = None) -> Fault:
-        """429, with a `Retry-After` header only when given (the upstream does not promise it)."""
+    def rate_limited(cls, retry_after: str | None = None, regain_minutes: int = 0) -> Fault:
+        """429, with a `Retry-After` header only when given (the upstream does not promise it),
+        and usage headers that announce `regain_minutes` when it is not 0."""
         return cls(
-            "rate_limited", http_status=429, body=splashify_body(429), retry_after=retry_after
+            "rate_limited",
+            http_status=429,
+            body=splashify_body(429),
+            retry_after=retry_after,
+            regain_minutes=regain_minutes,
         )
 
     @classmethod
-    def graph_error(cls, code: int, http_status: int = 400, subcode: int | None = None) -> Fault:
+    def graph_error(
+        cls, code: int, http_status: int = 400, subcode: int | None = None, regain_minutes: int = 0
+    ) -> Fault:
         """A Meta error passed through, e.g. code 80007 (rate limit), 2 (transient), 190 (auth).
 
-        The body is built per answer, so each carries its own fbtrace_id.
+        The body is built per answer, so each carries its own fbtrace_id. A rate-limit code's
+        usage headers announce `regain_minutes` when it is not 0.
         """
-        return cls("graph_error", http_status=http_status, code=code, subcode=subcode)
+        return cls(
+            "graph_error",
+            http_status=http_status,
+            code=code,
+            subcode=subcode,
+            regain_minutes=regain_minutes,
+        )
 
     @classmethod
     def malformed_json(cls) -> Fault:
@@ -158,6 +180,52 @@ class Fault:
     def down(cls) -> Fault:
         """Close the connection without sending any response."""
         return cls("down")
+
+    # -- hostile answers (built in faults.py) --------------------------------------------------
+
+    @classmethod
+    def label(cls, key: str, value: object) -> Fault:
+        """The real answer plus one point of the newest complete bucket whose dimension `key`
+        holds `value`: any JSON value, e.g. the lone surrogate `"\\ud800"` (JSON text) or a list."""
+        return cls("label", payload=(key, value))
+
+    @classmethod
+    def extra_points(cls, *points: dict[str, Any]) -> Fault:
+        """The real answer with these raw points added (e.g. one dated in the year 3000)."""
+        return cls("extra_points", payload=points)
+
+    @classmethod
+    def raw_body(cls, body: bytes, headers: dict[str, str] | None = None) -> Fault:
+        """200 with exactly these bytes (e.g. 100k nested `[`), and these headers."""
+        return cls("raw_body", payload=(bytes(body), dict(headers or {})))
+
+    @classmethod
+    def gzip_bomb(cls, inflated_bytes: int) -> Fault:
+        """200, `Content-Encoding: gzip`, a small body that inflates to `inflated_bytes` of
+        valid JSON (an answer with no data and a sea of whitespace)."""
+        return cls("gzip_bomb", payload=inflated_bytes)
+
+    @classmethod
+    def cardinality(cls, label_sets: int, buckets: int = 1) -> Fault:
+        """200 with `label_sets` distinct phone numbers, in one bucket or in each of the
+        `buckets` newest complete ones."""
+        return cls("cardinality", payload=(label_sets, buckets))
+
+    @classmethod
+    def redirect(cls, location: str, status: int = 302) -> Fault:
+        """A redirect to `location` (another host, port or path)."""
+        return cls("redirect", http_status=status, payload=(status, location))
+
+    @classmethod
+    def wrong_id(cls, waba_id: str) -> Fault:
+        """The real answer, but with another WABA's `id`."""
+        return cls("wrong_id", payload=waba_id)
+
+    @classmethod
+    def drip(cls, seconds: float, *, headers: bool = False, limit: int | None = None) -> Fault:
+        """Send the real answer one byte every `seconds`: the body after the headers, or
+        (`headers`) the status line and headers too. After `limit` bytes, the rest at once."""
+        return cls("drip", seconds=seconds, payload=(headers, limit))
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +264,8 @@ class _Response:
     status: int
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
+    drip: Fault | None = None
+    """A `drip` fault: the handler sends this answer byte by byte."""
 
 
 def _json(status: int, body: object, headers: dict[str, str] | None = None) -> _Response:
@@ -221,6 +291,9 @@ class _Handler(BaseHTTPRequestHandler):
             # Nothing written: the connection closes as the handler returns.
             self.close_connection = True
             return
+        if response.drip is not None:
+            self._drip(response, response.drip)
+            return
         self.send_response(response.status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(response.body)))
@@ -228,6 +301,35 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(response.body)
+
+    def _drip(self, response: _Response, fault: Fault) -> None:
+        drip_headers, limit = fault.payload
+        head = [f"{self.protocol_version} {response.status} {responses[response.status]}"]
+        headers = {"Content-Type": "application/json", "Content-Length": str(len(response.body))}
+        head += [f"{k}: {v}" for k, v in {**headers, **response.headers}.items()]
+        raw_head = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+        if not drip_headers:
+            self.wfile.write(raw_head)
+            self.wfile.flush()
+        data = raw_head + response.body if drip_headers else response.body
+        limit = len(data) if limit is None else limit
+        simulator = self.server.simulator
+        sent = 0
+        try:
+            for i in range(min(limit, len(data))):
+                if simulator._stopping.wait(fault.seconds):
+                    return
+                self.wfile.write(data[i : i + 1])
+                self.wfile.flush()
+                sent += 1
+            self.wfile.write(data[limit:])
+            self.wfile.flush()
+            sent = len(data)
+        except OSError:  # the client gave up: that is what a drip is for
+            self.close_connection = True
+        finally:
+            with simulator._lock:
+                simulator._drips.append((sent, len(data)))
 
     def log_message(self, format: str, *args: Any) -> None:
         # The stdlib writes every request to stderr; a test run or the demo wants quiet.
@@ -289,6 +391,8 @@ class Simulator:
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._faults: dict[str | None, _ArmedFault] = {}
+        self._usage_meter = UsageMeter(len(self.accounts))
+        self._drips: list[tuple[int, int]] = []
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -357,6 +461,13 @@ class Simulator:
         """The requests that reached the account `waba_id`, by either route."""
         return [r for r in self.requests if r.account_waba_id == waba_id]
 
+    @property
+    def drips(self) -> list[tuple[int, int]]:
+        """(bytes sent, bytes in the answer) of every drip-fed answer that ended; fewer sent
+        means the client hung up first."""
+        with self._lock:
+            return list(self._drips)
+
     def clear_requests(self) -> None:
         with self._lock:
             self._requests.clear()
@@ -423,6 +534,12 @@ class Simulator:
         query = fields.get(FIELD) if fields else None
         taken: list[Fault] = []
         account, response = self._answer(now, url.path, authorization, fields, fields_error, taken)
+        if account is not None:
+            # Every answer that reached the account says how much of its budget is spent (and
+            # counts against it); Splashify's own refusals (bad key, unknown id) do not.
+            self._usage_meter.record(account.waba_id, now)
+            if response is not None:
+                response.headers.update(self._usage_headers(account, now, taken))
         if self.latency > 0 and self._stopping.wait(self.latency):
             response = None  # stopped while holding the answer back: none is sent
         with self._lock:
@@ -489,6 +606,19 @@ class Simulator:
                 return account, _json(400, graph_body(100, f"(#100) {rejection}"))
         query = fields.get(FIELD)
         others = {n: q for n, q in fields.items() if isinstance(q, FieldQuery)}
+        if fault is not None and kind in faults.HOSTILE_KINDS:
+            # Hostile answers are conversation_analytics answers, over the request's window.
+            if not isinstance(query, AnalyticsQuery):
+                some = next(iter(fields.values()))
+                query = AnalyticsQuery(start=some.start, end=some.end)
+            status, data, headers = faults.hostile_answer(
+                fault.kind,
+                fault.payload,
+                account.waba_id,
+                query,
+                self.expected_points(account.waba_id, query, now),
+            )
+            return account, _Response(status, data, headers)
 
         usage = {"X-Business-Use-Case-Usage": self._usage(account, now)}
         cache_key = None
@@ -523,7 +653,7 @@ class Simulator:
         if cache_key is not None:
             with self._lock:
                 self._cache[cache_key] = body
-        return account, _Response(200, body, usage)
+        return account, _Response(200, body, usage, drip=fault if kind == "drip" else None)
 
     def _authorized(self, authorization: str | None) -> bool:
         scheme, _, key = (authorization or "").partition(" ")
@@ -531,25 +661,22 @@ class Simulator:
         return scheme == "Bearer" and hmac.compare_digest(key.encode(), self.api_key.encode())
 
     def _usage(self, account: SimAccount, now: float) -> str:
-        """The `X-Business-Use-Case-Usage` header: this hour's share of the account's budget."""
-        with self._lock:
-            calls = 1 + sum(
-                1
-                for r in self._requests
-                if r.account_waba_id == account.waba_id and r.time > now - 3600
-            )
-        usage = {
-            account.waba_id: [
-                {
-                    "type": "whatsapp_business_management",
-                    "call_count": min(100, calls * 100 // CALLS_PER_HOUR),
-                    "total_cputime": 1,
-                    "total_time": 1,
-                    "estimated_time_to_regain_access": 0,
-                }
-            ]
-        }
-        return json.dumps(usage)
+        """The `X-Business-Use-Case-Usage` header of an untouched answer (`_handle` sets the
+        usage headers of every answer, faulty ones included)."""
+        return self._usage_meter.headers(account.waba_id, now)["X-Business-Use-Case-Usage"]
+
+    def _usage_headers(self, account: SimAccount, now: float, taken: list[Fault]) -> dict[str, str]:
+        fault = taken[0] if taken else None
+        if fault is None:
+            return self._usage_meter.headers(account.waba_id, now)
+        return self._usage_meter.headers(
+            account.waba_id,
+            now,
+            kind=fault.kind,
+            http_status=fault.http_status,
+            code=fault.code,
+            regain_minutes=fault.regain_minutes,
+        )
 
 
 def _parse_query_string(

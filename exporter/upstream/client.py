@@ -24,14 +24,23 @@ from dataclasses import dataclass
 import requests
 
 from exporter import __version__
-from exporter.config import SplashifyConfig, Target
+from exporter.config import LimitsConfig, SplashifyConfig, Target
+from exporter.upstream.bounded import (
+    ERROR_BODY_BYTES,
+    AttemptGuard,
+    attempt_timeout,
+    decode_json,
+    guarded_session,
+    read_body,
+    send,
+)
 from exporter.upstream.errors import (
     BadResponse,
     ConnectionFailed,
     RateLimited,
-    Timeout,
     UpstreamError,
     classify,
+    shown,
 )
 from exporter.upstream.query import (
     AnalyticsQuery,
@@ -42,9 +51,13 @@ from exporter.upstream.query import (
     waba_path,
 )
 from exporter.upstream.ratelimit import RequestLimiter
+from exporter.upstream.usage import Usage, parse_usage
 
 ResponseHook = Callable[[str, str], None]
 """Called with (target name, HTTP status or "error") after every attempt."""
+UsageHook = Callable[[str, Usage], None]
+"""Called with (target name, usage) after every answer whose headers say how much of the rate
+budget is spent (exporter/upstream/usage.py)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +122,12 @@ def regain_access_seconds(headers: Mapping[str, str]) -> float | None:
     return minutes * 60 if minutes > 0 else None
 
 
+RATE_LIMIT_FLOOR_SECONDS = 1.0
+"""The first retry after a rate limit waits at least this long (the next ones twice as long
+each): full jitter alone can come down to nothing, and a throttled upstream must not be
+hammered."""
+
+
 def retry_delay(
     policy: RetryPolicy, retry_number: int, error: UpstreamError, jitter: float
 ) -> float:
@@ -116,9 +135,14 @@ def retry_delay(
 
     The upstream's `Retry-After` wins when it sent one; otherwise exponential backoff with full
     jitter (`jitter` in [0, 1)), so that many targets failing together do not retry together.
+    A rate limit waits at least RATE_LIMIT_FLOOR_SECONDS, doubling per retry, plus jitter of
+    up to as much again (within `max_delay`, unless `Retry-After` asks for more).
     """
-    if isinstance(error, RateLimited) and error.retry_after is not None:
-        return error.retry_after
+    if isinstance(error, RateLimited):
+        floor = min(policy.max_delay, RATE_LIMIT_FLOOR_SECONDS * 2**retry_number)
+        if error.retry_after is not None:
+            return max(error.retry_after, floor)
+        return min(policy.max_delay, floor * (1 + jitter))
     return jitter * min(policy.max_delay, policy.base_delay * 2**retry_number)
 
 
@@ -135,15 +159,19 @@ class SplashifyClient:
         limiter: RequestLimiter,
         *,
         on_response: ResponseHook = lambda target, code: None,
+        on_usage: UsageHook = lambda target, usage: None,
         sleep: Callable[[float], object] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         jitter: Callable[[], float] = random.random,
         stop: threading.Event | None = None,
+        limits: LimitsConfig | None = None,
     ) -> None:
         self._config = config
+        self._max_bytes = (limits or LimitsConfig()).max_response_bytes
         self._limiter = limiter
         self._on_response = on_response
+        self._on_usage = on_usage
         self._monotonic = monotonic
         self._wall_clock = wall_clock
         self._jitter = jitter
@@ -157,8 +185,7 @@ class SplashifyClient:
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
-            session = requests.Session()
-            session.headers["User-Agent"] = f"whatsapp-exporter/{__version__}"
+            session = guarded_session(f"whatsapp-exporter/{__version__}")
             self._local.session = session
         return session
 
@@ -170,18 +197,25 @@ class SplashifyClient:
         return self._config.base_url + path
 
     def fetch(
-        self, target: Target, query: AnalyticsQuery | FieldQuery | Request, deadline: float
+        self,
+        target: Target,
+        query: AnalyticsQuery | FieldQuery | Request,
+        deadline: float,
+        *,
+        on_attempt: Callable[[], object] = lambda: None,
     ) -> object:
         """The decoded JSON answer, or a typed `UpstreamError` once retries are spent.
 
         `deadline` (monotonic seconds) bounds the retries: a retry is only attempted when its
         backoff and a whole `timeout` fit before it. Raises `Cancelled` once stopping.
+        `on_attempt` is called before each attempt (the poller counts them).
         """
         url = self.url_for(target)
         params = {"fields": build_fields(query)}
         retry_number = 0
         while True:
             try:
+                on_attempt()
                 return self._attempt(target, url, params)
             except UpstreamError as error:
                 if not error.retryable or retry_number >= self._policy.max_retries:
@@ -196,27 +230,43 @@ class SplashifyClient:
                 retry_number += 1
 
     def _attempt(self, target: Target, url: str, params: dict[str, str]) -> object:
+        """One request, bounded as a whole by `splashify.timeout` (see upstream/bounded.py)."""
         headers = {"Authorization": f"Bearer {self._config.api_key.reveal()}"}
         with self._limiter.request():
             if self._stop.is_set():  # waited for a slot or a token while shutting down
                 raise Cancelled
+            with AttemptGuard(self._config.timeout) as guard:
+                try:
+                    response = send(self._session(), url, params, headers, guard)
+                except requests.RequestException as exc:
+                    self._on_response(target.name, "error")
+                    if guard.expired or isinstance(exc, requests.Timeout):
+                        raise attempt_timeout(guard) from None
+                    # The exception text names host and port, never the Authorization header.
+                    raise ConnectionFailed(shown(f"{type(exc).__name__}: {exc}")) from None
+                status = response.status_code
+                self._on_response(target.name, str(status))
+                usage = parse_usage(response.headers)
+                if usage:
+                    self._on_usage(target.name, usage)
+                data = self._body(response, guard, status)
+        if 300 <= status < 400:
+            # Not followed: another host's answer is not this target's data, and a path
+            # rewritten to another WABA's would be taken for this one's.
+            location = shown(response.headers.get("Location", ""), 120)
+            raise BadResponse(
+                f"HTTP {status} redirect to {location or '(no Location)'} not followed; "
+                "splashify.base_url must be where the API answers",
+                status=status,
+            )
+        body: object = None
+        if data is not None:
             try:
-                response = self._session().get(
-                    url, params=params, headers=headers, timeout=self._config.timeout
-                )
-            except requests.Timeout:
-                self._on_response(target.name, "error")
-                raise Timeout(f"no answer within {self._config.timeout:g}s") from None
-            except requests.RequestException as exc:
-                self._on_response(target.name, "error")
-                # The exception text names host and port, never the Authorization header.
-                raise ConnectionFailed(f"{type(exc).__name__}: {exc}") from None
-        self._on_response(target.name, str(response.status_code))
-        try:
-            body: object = response.json()
-        except ValueError:
-            body = None
-        error = classify(response.status_code, body)
+                body = decode_json(data)
+            except BadResponse as undecodable:
+                if 200 <= status < 300:
+                    raise BadResponse(f"HTTP {status}: {undecodable}", status=status) from None
+        error = classify(status, body)
         if error is not None:
             if isinstance(error, RateLimited):
                 waits = (
@@ -225,6 +275,28 @@ class SplashifyClient:
                 )
                 error.retry_after = max((w for w in waits if w is not None), default=None)
             raise error
-        if body is None:
-            raise BadResponse(f"HTTP {response.status_code} answer is not valid JSON")
-        return body
+        return body  # its shape is for exporter/upstream/parse.py to judge
+
+    def _body(
+        self, response: requests.Response, guard: AttemptGuard, status: int
+    ) -> bytearray | None:
+        """The answer's body, read within the guard's bounds; then the connection is freed.
+
+        A success must come whole. An error answer is classified by its status when its body
+        cannot be read (too big, too slow, broken off): it says what went wrong either way.
+        A redirect's body is not read at all.
+        """
+        if 300 <= status < 400:
+            response.close()
+            return None
+        success = 200 <= status < 300
+        limit = self._max_bytes if success else min(self._max_bytes, ERROR_BODY_BYTES)
+        try:
+            data = read_body(response, guard, limit)
+        except UpstreamError:
+            response.close()  # the connection may hold the rest of the answer: not reused
+            if success:
+                raise
+            return None
+        response.raw.release_conn()
+        return data

@@ -73,6 +73,12 @@ class BadResponse(UpstreamError):
     reason = "bad_response"
 
 
+class LimitExceeded(UpstreamError):
+    """An answer bigger than a configured limit (`limits.*`): refused, and not retried."""
+
+    reason = "limit_exceeded"
+
+
 INTERNAL_REASON = "internal"
 """A bug of ours met during a poll; counted like an upstream failure, logged with a traceback."""
 
@@ -89,10 +95,42 @@ ERROR_REASONS: tuple[str, ...] = (
             Timeout,
             ConnectionFailed,
             BadResponse,
+            LimitExceeded,
         )
     ),
     INTERNAL_REASON,
 )
+
+
+SHOWN_LENGTH = 200
+"""How much of a text from the upstream an error message quotes."""
+
+
+def shown(value: object, limit: int = SHOWN_LENGTH) -> str:
+    """Something the upstream sent, as an error message or a log line may quote it: one line,
+    printable, at most `limit` characters (plus "..."), containers named by their kind only.
+
+    Total: nothing the upstream sends (a lone surrogate, a newline, a 64 MB string, a list
+    nested 900 deep) makes it raise, or makes a log line lie about where it ends.
+    """
+    if isinstance(value, str):
+        text = value
+    elif value is None:
+        text = "null"
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, int | float):
+        try:
+            text = repr(value)
+        except ValueError:  # an int past Python's limit on digits
+            text = "a huge number"
+    else:
+        return f"<{type(value).__name__}>"
+    cut = text[:limit]
+    safe = "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in cut
+    )
+    return safe + ("..." if len(text) > limit else "")
 
 # Graph error codes (docs/upstream.md): handle by code, not by HTTP status, because rate
 # limits often arrive as HTTP 400.
@@ -104,7 +142,7 @@ GRAPH_BAD_PARAMETER_CODE = 100
 
 def _graph_error(error: Mapping[str, object], status: int) -> UpstreamError:
     code = error.get("code")
-    message = f"Graph error {code}: {error.get('message', '')}".strip()
+    message = f"Graph error {shown(code, 20)}: {shown(error.get('message', ''))}".strip()
     if not isinstance(code, int) or isinstance(code, bool):
         return (
             UpstreamFailed(message, status=status)
@@ -149,11 +187,11 @@ def classify(status: int, body: object) -> UpstreamError | None:
             return _graph_error(error, status)
     if 200 <= status < 300:
         if isinstance(body, Mapping) and body.get("success") is False:
-            return UpstreamFailed(f"Splashify: {body.get('message', '')}", status=status)
+            return UpstreamFailed(f"Splashify: {shown(body.get('message', ''))}", status=status)
         return None
     detail = ""
     if isinstance(body, Mapping) and isinstance(body.get("message"), str):
-        detail = f": {body['message']}"
+        detail = f": {shown(body['message'])}"
     message = f"HTTP {status}{detail}"
     if status >= 500:
         return UpstreamFailed(message, status=status)

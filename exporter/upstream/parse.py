@@ -4,7 +4,11 @@ source (`pricing_analytics`, `analytics`) by the same code.
 Lives with what the real upstream does (docs/upstream.md): points in any order, the key
 `conversation_analytics` absent when there is no data, flat `data_points` without the `data[]`
 wrapper, dimension keys missing or `UNKNOWN`, enum values nobody documented. Anything that is not
-that shape raises `BadResponse`, never another exception.
+that shape raises `BadResponse` (or `LimitExceeded`), never another exception.
+
+This is where the answer's content is checked, once, so that nothing past it can fail on it:
+label values are text (valid Unicode, at most 256 characters), counts and times are integers in
+range, every point lies in the window that was asked for, and the `id` is the target's WABA.
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from operator import itemgetter
 from typing import NamedTuple
 
-from exporter.upstream.errors import BadResponse
+from exporter.upstream.errors import BadResponse, LimitExceeded, shown
 from exporter.vocabulary import (
     CONVERSATION_ANALYTICS,
     HALF_HOUR_SECONDS,
@@ -41,6 +46,13 @@ microsecond saved per point, and an answer has thousands."""
 MAX_COUNT = 10**15
 """More conversations than that in half an hour is a broken answer; the counters are int64."""
 
+MAX_LABEL_LENGTH = 256
+"""A label value longer than this is no dimension value the API has (a phone number, a country,
+an enum) but a broken answer."""
+
+MAX_TIMESTAMP = 2**33
+"""Bucket starts beyond this (the year 2242) are refused even when no window is given."""
+
 
 def _all_text(values: tuple[object, ...]) -> bool:
     return all(type(v) is str or v is None for v in values)
@@ -53,25 +65,58 @@ _DECIMAL = re.compile(r"-?[0-9]{1,18}")
 def _integer(value: object, where: str) -> int:
     # Graph sometimes sends numbers as strings; bools are ints in Python but never counts.
     if isinstance(value, bool):
-        raise BadResponse(f"{where}: expected an integer, got {value!r}")
+        raise BadResponse(f"{where}: expected an integer, got {shown(value)}")
     if isinstance(value, int):
         return value
     if isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
         return int(value)
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    raise BadResponse(f"{where}: expected an integer, got {value!r:.40}")
+    raise BadResponse(f"{where}: expected an integer, got {shown(value, 40)}")
 
 
-def _label_value(value: object) -> str:
+def _label_value(value: object, where: str) -> str:
     """A dimension value as the label shows it: the API's own spelling, "" when left out.
+
+    Only text is a label value: a number, a list, an object or a boolean is a broken answer,
+    and so is a string that is not valid Unicode (a lone surrogate, which JSON can spell as
+    "\\ud800" but no exposition can encode) or longer than MAX_LABEL_LENGTH.
 
     Interned: the same few categories, countries and phone numbers recur in every point of
     every poll, and the label sets kept between polls then share one string each.
     """
     if value is None:
         return ""
-    return sys.intern(value if isinstance(value, str) else str(value))
+    if not isinstance(value, str):
+        raise BadResponse(f"{where}: a label value must be text, got {_kind(value)}")
+    if len(value) > MAX_LABEL_LENGTH:
+        raise BadResponse(
+            f"{where}: a label value of {len(value)} characters (at most {MAX_LABEL_LENGTH})"
+        )
+    try:
+        if not value.isascii():  # ASCII is valid text, and the check is one flag
+            value.encode("utf-8")
+    except UnicodeEncodeError:
+        message = f"{where}: a label value that is not valid text: {shown(value, 40)}"
+        raise BadResponse(message) from None
+    return sys.intern(value)
+
+
+def _when(timestamp: int) -> str:
+    """A bucket start as UTC time when it is one (year 1 to 9999), else the number."""
+    try:
+        return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
+    except (OverflowError, ValueError, OSError):
+        return str(timestamp)
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    kinds: dict[type, str] = {list: "a list", dict: "an object"}
+    return kinds.get(type(value), type(value).__name__)
 
 
 def label_reader(keys: Sequence[str]) -> Callable[[Mapping[str, object]], tuple[object, ...]]:
@@ -117,6 +162,18 @@ def _raw_points(analytics: object, field: str = "conversation_analytics") -> Seq
     return flat
 
 
+def _answer_id(raw: object, expected: str | None) -> str | None:
+    if raw is None:
+        return None
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0:
+        raw = str(raw)  # Graph ids are strings, but a number is read as its digits
+    waba_id = _label_value(raw, "id")
+    if expected is not None and waba_id != expected:
+        # Another WABA's data (a mix-up upstream, a path rewritten on the way): not this one's.
+        raise BadResponse(f"id: the answer is for {shown(waba_id, 40)}, not for {expected}")
+    return waba_id or None
+
+
 class AmountPoint(NamedTuple):
     """One bucket of one label set of a value that is shown but never counted (`cost`)."""
 
@@ -147,31 +204,42 @@ class SourcesAnswer:
 
 def _amount(value: object, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise BadResponse(f"{where}: expected a number, got {value!r:.40}")
+        raise BadResponse(f"{where}: expected a number, got {shown(value, 40)}")
     try:
         amount = float(value)
     except ValueError:
-        raise BadResponse(f"{where}: expected a number, got {value!r:.40}") from None
+        raise BadResponse(f"{where}: expected a number, got {shown(value, 40)}") from None
     if not 0 <= amount <= MAX_COUNT:  # NaN fails both
-        raise BadResponse(f"{where}: implausible amount {value!r:.40}")
+        raise BadResponse(f"{where}: implausible amount {shown(value, 40)}")
     return amount
 
 
 def parse_field(
-    analytics: object, source: Source, dimensions: Sequence[str], prefix: str = ""
+    analytics: object,
+    source: Source,
+    dimensions: Sequence[str],
+    prefix: str = "",
+    *,
+    window: tuple[int, int] | None = None,
+    max_series: int | None = None,
 ) -> SourcePoints:
     """The points of one field of an answer (`analytics` is the value under its key).
 
     `dimensions` are the enabled API names of `source`, in label order. The same checks for
-    every source: each point is one half hour on a :00 or :30 boundary, each counted value a
-    whole number from 0 to MAX_COUNT (`prefix` goes before the place in error messages).
+    every source: each point is one half hour on a :00 or :30 boundary inside `window` (start,
+    end: what the query asked for; a bucket outside it would create series that never leave),
+    each counted value a whole number from 0 to MAX_COUNT, each label value text; more than
+    `max_series` label sets raise `LimitExceeded`. `prefix` goes before the place in error
+    messages.
     """
     keys = source.counts
+    first_bucket, last_bucket = window if window is not None else (0, MAX_TIMESTAMP)
     point_keys = [source.dimension(name).point_key for name in dimensions]
     read_labels = label_reader(point_keys)
     # Raw dimension values -> the label tuple, built once per label set: a label set recurs in
     # every bucket of the window, and every recurrence then shares one tuple.
     label_sets: dict[tuple[object, ...], tuple[str, ...]] = {}
+    distinct: set[tuple[str, ...]] = set()
     counts: list[list[DataPoint]] = [[] for _ in keys]
     first = counts[0]
     amounts: dict[str, list[AmountPoint]] = {}
@@ -210,17 +278,29 @@ def parse_field(
             # Not the half hour we asked for: counting it would put it in a bucket of its own.
             message = f"{start}..{end} is not a half-hour bucket"
             raise BadResponse(f"{prefix}data_points[{index}]: {message}")
+        if not first_bucket <= start <= last_bucket:
+            raise BadResponse(
+                f"{prefix}data_points[{index}]: a bucket at {_when(start)} is outside the window "
+                f"asked for ({_when(first_bucket)} to {_when(last_bucket)})"
+            )
         raw_labels = read_labels(raw)
         try:
             labels = label_sets.get(raw_labels)
-        except TypeError:  # an unhashable value (a list, an object): labelled as text below
+        except TypeError:  # an unhashable value (a list, an object): refused below
             labels = None
         if labels is None:
-            labels = tuple(_label_value(v) for v in raw_labels)
-            # Only all-text keys are cached (1, 1.0 and True are one dict key but three labels),
-            # so a key holding anything else never finds an entry.
+            labels = tuple(_label_value(v, f"{prefix}data_points[{index}]") for v in raw_labels)
+            # Only all-text keys are cached (1, 1.0 and True are one dict key), though by now
+            # anything else was refused.
             if _all_text(raw_labels):
                 label_sets[raw_labels] = labels
+            if max_series is not None and labels not in distinct:
+                distinct.add(labels)
+                if len(distinct) > max_series:
+                    raise LimitExceeded(
+                        f"{prefix}the answer holds more than {max_series} label sets "
+                        f"(limits.max_series_per_target: {max_series})"
+                    )
         if values is None:
             first.append(_new_point(DataPoint, (start, end, count, labels)))
         else:
@@ -242,32 +322,56 @@ def parse_field(
     )
 
 
-def _answer_id(body: Mapping[str, object]) -> str | None:
-    raw_id = body.get("id")
-    return None if raw_id is None or isinstance(raw_id, bool) else str(raw_id)
+def parse_answer(
+    body: object,
+    dimensions: Sequence[str],
+    *,
+    window: tuple[int, int] | None = None,
+    waba_id: str | None = None,
+    max_series: int | None = None,
+) -> Answer:
+    """Parse a decoded 200 answer to a conversation_analytics request; `dimensions` are the
+    configured API names, in label order.
 
-
-def parse_answer(body: object, dimensions: Sequence[str]) -> Answer:
-    """Parse a decoded 200 answer; `dimensions` are the configured API names, in label order."""
+    `window` (start, end) is what the query asked for: a point whose bucket starts before
+    `start` or after `end` (and so after the clock that built the query) is refused, because
+    it would create series that never leave. `waba_id`, for a WABA target, must be the
+    answer's `id`. More than `max_series` label sets raise `LimitExceeded`.
+    """
     if not isinstance(body, Mapping):
         raise BadResponse("answer: expected a JSON object")
-    waba_id = _answer_id(body)
+    answer_id = _answer_id(body.get("id"), waba_id)
     analytics = body.get("conversation_analytics")
     if analytics is None:
         # The upstream leaves the key out when there is no data: an empty answer, not an error.
-        return Answer(waba_id, ())
-    points = parse_field(analytics, SOURCES_BY_NAME[CONVERSATION_ANALYTICS], dimensions)
-    return Answer(waba_id, points.counts["conversation"])
+        return Answer(answer_id, ())
+    points = parse_field(
+        analytics,
+        SOURCES_BY_NAME[CONVERSATION_ANALYTICS],
+        dimensions,
+        window=window,
+        max_series=max_series,
+    )
+    return Answer(answer_id, points.counts["conversation"])
 
 
-def parse_sources(body: object, layout: Layout) -> SourcesAnswer:
-    """Parse a decoded 200 answer to a request for every source of `layout`.
+def parse_sources(
+    body: object,
+    layout: Layout,
+    *,
+    window: tuple[int, int] | None = None,
+    waba_id: str | None = None,
+    max_series: int | None = None,
+) -> SourcesAnswer:
+    """Parse a decoded 200 answer to a request for every source of `layout`, with the checks
+    of `parse_answer` (`max_series` holds for each source on its own).
 
     A field the answer leaves out means no data for that source, as for conversations; keys of
     fields that were not asked for are ignored.
     """
     if not isinstance(body, Mapping):
         raise BadResponse("answer: expected a JSON object")
+    answer_id = _answer_id(body.get("id"), waba_id)
     parsed: dict[str, SourcePoints] = {}
     for name, dimensions in layout.sources:
         source = SOURCES_BY_NAME[name]
@@ -277,5 +381,7 @@ def parse_sources(body: object, layout: Layout) -> SourcesAnswer:
             continue
         # conversation_analytics keeps the error messages it always had.
         prefix = "" if name == CONVERSATION_ANALYTICS else f"{source.field}."
-        parsed[name] = parse_field(analytics, source, dimensions, prefix)
-    return SourcesAnswer(_answer_id(body), parsed)
+        parsed[name] = parse_field(
+            analytics, source, dimensions, prefix, window=window, max_series=max_series
+        )
+    return SourcesAnswer(answer_id, parsed)
